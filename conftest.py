@@ -1,0 +1,155 @@
+"""Root fixtures: services are started by tests/plugin_services.py; here are the pieces tests share."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from medsyn_site.stack import BASE_DIR, celery_worker_command, process_group_stop
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/bin/chromium",
+        "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"],
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    """The tiny test model, built once into the suite's default-model directory."""
+    from tests.tiny_model import tiny_model_build
+
+    target = settings.DEFAULT_MODEL_DIR
+    if not (target / "config.json").exists():
+        tiny_model_build(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def roles(django_db_setup, django_db_blocker):
+    from medsyn_site.roles import roles_sync
+
+    with django_db_blocker.unblock():
+        roles_sync()
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth.models import Group, User
+
+    from medsyn_site.roles import roles_sync
+
+    def make(role: str | None = None, username: str | None = None, password: str = "pw-test-123456") -> User:
+        roles_sync()
+        user = User.objects.create_user(username=username or f"{role or 'nobody'}_{User.objects.count()}",
+                                        password=password)
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+            if role == "admin":
+                user.is_staff = user.is_superuser = True
+                user.save()
+        return user
+
+    return make
+
+
+def _worker_env(database_name: str) -> dict[str, str]:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    env = dict(os.environ)
+    env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{database_name}"))
+    env["DJANGO_SETTINGS_MODULE"] = "medsyn_site.settings.test"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class WorkerPool:
+    """Real Celery workers (gpu: solo pool; default+api: threads) against the suite's broker and test DB."""
+
+    def __init__(self, database_name: str, log_dir: Path) -> None:
+        self.database_name = database_name
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str) -> None:
+        queues, pool, concurrency = {"gpu": (["gpu"], "solo", 1), "default": (["default", "api"], "threads", 4)}[name]
+        log = open(self.log_dir / f"worker-{name}.log", "ab")  # noqa: SIM115 - held by the child
+        self.procs[name] = subprocess.Popen(
+            celery_worker_command(queues, name, pool=pool, concurrency=concurrency),
+            env=_worker_env(self.database_name), cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, name: str, timeout: float = 60) -> None:
+        from medsyn_site.health import check_worker_queue
+
+        queue = "gpu" if name == "gpu" else "default"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"worker {name} exited; see {self.log_dir / f'worker-{name}.log'}")
+            if check_worker_queue(queue).ok and f"{name}@" in check_worker_queue(queue).detail:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker {name} not ready after {timeout} s")
+
+    def kill(self, name: str, sig: int) -> None:
+        os.killpg(self.procs[name].pid, sig)
+        self.procs[name].wait(timeout=30)
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            process_group_stop(proc.pid, timeout=15)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+
+@pytest.fixture(scope="session")
+def celery_workers(django_db_setup, django_db_blocker, tiny_model_dir, tmp_path_factory):
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        database_name = connection.settings_dict["NAME"]
+    pool = WorkerPool(database_name, tmp_path_factory.mktemp("workers"))
+    for name in ("gpu", "default"):
+        pool.start(name)
+    try:
+        for name in ("gpu", "default"):
+            pool.wait_ready(name)
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+@pytest.fixture
+def live_login(live_server, page):
+    """Log a user in through the real login form."""
+
+    def login(username: str, password: str = "pw-test-123456"):
+        page.goto(f"{live_server.url}/accounts/login/")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server.url}/")
+        return page
+
+    return login
+
+
+def pytest_report_header(config) -> list[str]:
+    return [f"medsyn services: db={os.environ.get('DATABASE_URL')} graph={os.environ.get('GRAPH_URL')}",
+            f"python {sys.version.split()[0]}"]

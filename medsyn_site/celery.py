@@ -1,0 +1,94 @@
+"""The Celery application: queues gpu (local models, solo pool), api (API models) and default."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from celery import Celery, signals
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "medsyn_site.settings.local")
+
+app = Celery("medsyn_site")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [Queue("gpu"), Queue("api"), Queue("default")]
+app.autodiscover_tasks()
+
+logger = logging.getLogger("medsyn.tasks")
+_task_started: dict[str, float] = {}
+
+
+@signals.task_prerun.connect
+def _log_task_start(task_id: str, task, **_: object) -> None:
+    _task_started[task_id] = time.monotonic()
+    logger.info("task started", extra={"task_id": task_id, "task": task.name})
+
+
+@signals.task_postrun.connect
+def _log_task_end(task_id: str, task, state: str | None = None, **_: object) -> None:
+    started = _task_started.pop(task_id, None)
+    duration = round(time.monotonic() - started, 4) if started is not None else None
+    logger.info(
+        "task finished", extra={"task_id": task_id, "task": task.name, "state": state, "duration_s": duration}
+    )
+
+
+class WorkerHeartbeat:
+    """Writes a short-lived key per consumed queue into the broker's Redis.
+
+    The status page reads these keys: a key that expired means the worker for that queue is gone.
+    A thread, not the task loop, so a long model call in the solo pool does not look like a death.
+    """
+
+    def __init__(self, hostname: str, queues: list[str]) -> None:
+        self.hostname = hostname
+        self.queues = queues
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="medsyn-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        from django.conf import settings
+
+        from medsyn_site.health import heartbeat_key, redis_client
+
+        while not self._stop.is_set():
+            try:
+                client = redis_client(settings.CELERY_BROKER_URL)
+                for queue in self.queues:
+                    client.set(
+                        heartbeat_key(queue, self.hostname),
+                        str(os.getpid()),
+                        ex=settings.WORKER_HEARTBEAT_TTL_SECONDS,
+                    )
+            except Exception:  # the broker may be down; try again next beat
+                logger.warning("worker heartbeat failed", exc_info=True)
+            self._stop.wait(settings.WORKER_HEARTBEAT_SECONDS)
+
+
+_heartbeat: WorkerHeartbeat | None = None
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender, **_: object) -> None:
+    global _heartbeat
+    queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
+    hostname = getattr(sender, "hostname", socket.gethostname())
+    _heartbeat = WorkerHeartbeat(hostname, queues)
+    _heartbeat.start()
+    logger.info("worker ready", extra={"hostname": hostname, "queues": queues})
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: object) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()

@@ -1,0 +1,46 @@
+"""Navigation that follows the user's role, and the banner naming any component that is down."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext_lazy as _
+
+from medsyn_site.health import cached_components
+from medsyn_site.roles import user_roles
+
+# (url name, label, permission needed); an entry whose URL is not wired yet is left out.
+NAVIGATION = (
+    ("graph:search", _("Knowledge graph"), "medsyn_site.browse_graph"),
+    ("generation:home", _("Generation"), "medsyn_site.run_generation"),
+    ("review:rate_home", _("Rate notes"), "medsyn_site.rate_notes"),
+    ("review:studies", _("Studies"), "medsyn_site.manage_studies"),
+    ("review:curation", _("Curation"), "medsyn_site.curate_notes"),
+    ("review:releases", _("Releases"), "medsyn_site.download_releases"),
+    ("status", _("System status"), "medsyn_site.view_status"),
+)
+
+
+def navigation(request: HttpRequest) -> dict:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav_items": [], "user_roles": []}
+    items = []
+    for url_name, label, permission in NAVIGATION:
+        if not user.has_perm(permission):
+            continue
+        try:
+            url = reverse(url_name)
+        except NoReverseMatch:
+            continue
+        items.append({"url": url, "label": label, "name": url_name, "active": request.path.startswith(url)})
+    if user.is_staff:
+        items.append({"url": reverse("admin:index"), "label": _("Admin"), "name": "admin", "active": False})
+    return {"nav_items": items, "user_roles": user_roles(user)}
+
+
+def component_banner(request: HttpRequest) -> dict:
+    if request.path.startswith("/static/"):
+        return {}
+    down = [component for component in cached_components() if not component.ok]
+    return {"components_down": down}

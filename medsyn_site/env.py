@@ -1,0 +1,194 @@
+"""Configuration read from environment variables, with errors that name the variable.
+
+Every setting MedSyn Studio needs comes from here, so a missing or malformed value stops start-up
+with one clear message instead of a traceback deep inside a driver.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+class ConfigError(Exception):
+    """A configuration variable is missing or malformed; the message names it."""
+
+    def __init__(self, variable: str, problem: str, example: str = "") -> None:
+        hint = f" Example: {variable}={example}" if example else ""
+        super().__init__(f"Configuration error in {variable}: {problem}.{hint}")
+        self.variable = variable
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        if default is None:
+            raise ConfigError(name, "the variable is required but not set")
+        return default
+    return value.strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(name, f"expected a boolean (true/false), got {raw!r}", "true")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected an integer, got {raw!r}", str(default)) from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {value}", str(default))
+    return value
+
+
+def env_float(name: str, default: float | None) -> float | None:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a number, got {raw!r}") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_dir(name: str, default: Path) -> Path:
+    return Path(env_str(name, str(default))).expanduser().resolve()
+
+
+DATABASE_URL_EXAMPLE = "postgresql://user:password@localhost:5432/medsyn"
+
+
+def database_from_url(variable: str, url: str) -> dict:
+    """Turn a PostgreSQL URL into a Django DATABASES entry.
+
+    Accepts postgres:// and postgresql://; a Unix socket directory goes in ?host=/path.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        raise ConfigError(
+            variable,
+            f"scheme must be postgresql:// (got {parts.scheme or 'none'!r}); only PostgreSQL is supported",
+            DATABASE_URL_EXAMPLE,
+        )
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise ConfigError(variable, "the database name is missing from the path", DATABASE_URL_EXAMPLE)
+    query = parse_qs(parts.query)
+    host = query.pop("host", [parts.hostname or ""])[0]
+    if not host:
+        raise ConfigError(variable, "no host: give host:port or ?host=/socket/dir", DATABASE_URL_EXAMPLE)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(variable, "the port is not a number", DATABASE_URL_EXAMPLE) from None
+    options = {key: values[0] for key, values in query.items()}
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": host,
+        "PORT": str(port or ""),
+        "OPTIONS": options,
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """Where the Medical Knowledge Graph lives.
+
+    kind is "falkordb" (FalkorDB through its own client) or "neo4j" (Neo4j 5 through the neo4j driver).
+    """
+
+    kind: str
+    url: str
+    host: str
+    port: int
+    username: str
+    password: str
+    database: str
+
+    @property
+    def display(self) -> str:
+        return f"{self.kind}://{self.host}:{self.port}/{self.database}"
+
+
+GRAPH_URL_EXAMPLE = "falkordb://127.0.0.1:6390/medsyn or bolt://neo4j:secret@db.example:7687/neo4j"
+
+
+def graph_from_url(variable: str, url: str) -> GraphConfig:
+    parts = urlsplit(url)
+    schemes = {"falkordb": "falkordb", "redis": "falkordb", "bolt": "neo4j", "neo4j": "neo4j",
+               "bolt+s": "neo4j", "neo4j+s": "neo4j"}
+    if parts.scheme not in schemes:
+        raise ConfigError(
+            variable,
+            f"scheme must be falkordb://, bolt:// or neo4j:// (got {parts.scheme or 'none'!r})",
+            GRAPH_URL_EXAMPLE,
+        )
+    if not parts.hostname:
+        raise ConfigError(variable, "the host is missing", GRAPH_URL_EXAMPLE)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(variable, "the port is not a number", GRAPH_URL_EXAMPLE) from None
+    kind = schemes[parts.scheme]
+    default_port = 6379 if kind == "falkordb" else 7687
+    database = unquote(parts.path.strip("/")) or ("medsyn" if kind == "falkordb" else "neo4j")
+    return GraphConfig(
+        kind=kind,
+        url=url,
+        host=parts.hostname,
+        port=port or default_port,
+        username=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        database=database,
+    )
+
+
+BROKER_URL_EXAMPLE = "redis://127.0.0.1:6390/1"
+
+
+def broker_from_url(variable: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss", "amqp", "amqps", "pyamqp"}:
+        raise ConfigError(
+            variable, f"scheme must be redis:// or amqp:// (got {parts.scheme or 'none'!r})", BROKER_URL_EXAMPLE
+        )
+    if not parts.hostname:
+        raise ConfigError(variable, "the host is missing", BROKER_URL_EXAMPLE)
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(variable, "the port is not a number", BROKER_URL_EXAMPLE) from None
+    return url
+
+
+def http_url(variable: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(variable, f"expected an http(s):// URL, got {url!r}", "http://127.0.0.1:8001/v1")
+    return url.rstrip("/")

@@ -1,0 +1,122 @@
+"""Component checks behind /healthz, the status page and the banner on every page."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+from django.db import connections
+from django.utils.translation import gettext as _
+
+HEARTBEAT_PREFIX = "medsyn:worker-heartbeat"
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    label: str
+    ok: bool
+    latency_ms: float | None
+    detail: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def heartbeat_key(queue: str, hostname: str) -> str:
+    return f"{HEARTBEAT_PREFIX}:{queue}:{hostname}"
+
+
+@lru_cache(maxsize=8)
+def redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _timed(name: str, label: str, check: Callable[[], str]) -> ComponentStatus:
+    started = time.perf_counter()
+    try:
+        detail = check()
+        ok = True
+    except Exception as error:  # every failure becomes a red row with the reason, never a 500
+        detail = f"{type(error).__name__}: {error}".strip()
+        ok = False
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    return ComponentStatus(name, label, ok, latency if ok else None, detail)
+
+
+def check_database() -> ComponentStatus:
+    def run() -> str:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT version()")
+            version = cursor.fetchone()[0]
+        return version.split(" on ")[0]
+
+    return _timed("database", _("Database (PostgreSQL)"), run)
+
+
+def check_graph() -> ComponentStatus:
+    from graph.store import get_graph_store
+
+    def run() -> str:
+        get_graph_store().ping()
+        return settings.GRAPH.display
+
+    return _timed("graph", _("Graph database"), run)
+
+
+def check_broker() -> ComponentStatus:
+    def run() -> str:
+        redis_client(settings.CELERY_BROKER_URL).ping()
+        return _("Celery broker answers")
+
+    return _timed("broker", _("Broker (Redis)"), run)
+
+
+def check_worker_queue(queue: str) -> ComponentStatus:
+    def run() -> str:
+        keys = list(redis_client(settings.CELERY_BROKER_URL).scan_iter(f"{HEARTBEAT_PREFIX}:{queue}:*", count=100))
+        if not keys:
+            raise RuntimeError(_("no worker is consuming this queue"))
+        hosts = sorted(k.decode().rsplit(":", 1)[-1] for k in keys)
+        return ", ".join(hosts)
+
+    return _timed(f"worker:{queue}", _("Worker queue “%(queue)s”") % {"queue": queue}, run)
+
+
+def check_model_cache() -> ComponentStatus:
+    def run() -> str:
+        model_dir = settings.DEFAULT_MODEL_DIR
+        if not (model_dir / "config.json").is_file() or not any(model_dir.glob("*.safetensors")):
+            raise FileNotFoundError(_("default model not prepared in %(dir)s (run make up)") % {"dir": model_dir})
+        return str(model_dir)
+
+    return _timed("model_cache", _("Model cache"), run)
+
+
+def all_components() -> list[ComponentStatus]:
+    checks = [check_database(), check_graph(), check_broker()]
+    checks += [check_worker_queue(queue) for queue in settings.WORKER_QUEUES]
+    checks.append(check_model_cache())
+    return checks
+
+
+_cache_lock = threading.Lock()
+_cached: tuple[float, list[ComponentStatus]] | None = None
+
+
+def cached_components() -> list[ComponentStatus]:
+    """all_components(), reused for HEALTH_CACHE_SECONDS so the banner costs nothing per page."""
+    global _cached
+    now = time.monotonic()
+    with _cache_lock:
+        if _cached is not None and now - _cached[0] < settings.HEALTH_CACHE_SECONDS:
+            return _cached[1]
+    components = all_components()
+    with _cache_lock:
+        _cached = (time.monotonic(), components)
+    return components

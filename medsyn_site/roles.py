@@ -1,0 +1,61 @@
+"""Roles are Django groups; each is a fixed set of the permissions defined on medsyn_site.Access."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    label: str
+    permissions: tuple[str, ...]
+
+
+ROLES: tuple[Role, ...] = (
+    Role("physician", _("Physician"), ("rate_notes",)),
+    Role(
+        "curator",
+        _("Curator"),
+        ("browse_graph", "curate_notes", "manage_studies", "view_results", "manage_releases",
+         "download_releases", "view_status"),
+    ),
+    Role(
+        "researcher",
+        _("Researcher"),
+        ("browse_graph", "run_generation", "manage_studies", "view_results", "download_releases", "view_status"),
+    ),
+    Role(
+        "admin",
+        _("Administrator"),
+        ("browse_graph", "manage_graph", "run_generation", "rate_notes", "manage_studies", "view_results",
+         "curate_notes", "manage_releases", "download_releases", "view_status"),
+    ),
+)
+ROLE_NAMES = tuple(role.name for role in ROLES)
+
+
+@transaction.atomic
+def roles_sync() -> list[Group]:
+    """Create or update every role group so it has exactly its permissions. Idempotent."""
+    groups = []
+    for role in ROLES:
+        group, _created = Group.objects.get_or_create(name=role.name)
+        perms = Permission.objects.filter(content_type__app_label="medsyn_site", codename__in=role.permissions)
+        found = {p.codename for p in perms}
+        missing = set(role.permissions) - found
+        if missing:
+            raise RuntimeError(f"permissions missing for role {role.name}: {sorted(missing)}; run migrate first")
+        group.permissions.set(perms)
+        groups.append(group)
+    return groups
+
+
+def user_roles(user) -> list[str]:
+    if not user.is_authenticated:
+        return []
+    return sorted(user.groups.filter(name__in=ROLE_NAMES).values_list("name", flat=True))

