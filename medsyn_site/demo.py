@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.db import transaction
-
-from medsyn_site.roles import ROLES, roles_sync
+ROLE_NAMES = ("physician", "curator", "researcher", "admin")
 
 
 @dataclass(frozen=True)
@@ -18,13 +14,24 @@ class DemoLogin:
     password: str
 
 
-DEMO_LOGINS = tuple(DemoLogin(role.name, f"demo_{role.name}", f"medsyn-{role.name}-demo") for role in ROLES)
+# Importable before Django is set up (the stack prints these), so no model imports at module level.
+DEMO_LOGINS = tuple(DemoLogin(role, f"demo_{role}", f"medsyn-{role}-demo") for role in ROLE_NAMES)
 
 
-@transaction.atomic
 def demo_users_ensure() -> list[DemoLogin]:
-    roles_sync()
-    User = get_user_model()
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import transaction
+
+    from medsyn_site.roles import roles_sync
+
+    with transaction.atomic():
+        roles_sync()
+        _demo_users_write(get_user_model(), Group)
+    return list(DEMO_LOGINS)
+
+
+def _demo_users_write(User, Group) -> None:
     for login in DEMO_LOGINS:
         user, created = User.objects.get_or_create(username=login.username)
         if created:
@@ -33,4 +40,3 @@ def demo_users_ensure() -> list[DemoLogin]:
         user.is_superuser = login.role == "admin"
         user.save()
         user.groups.set([Group.objects.get(name=login.role)])
-    return list(DEMO_LOGINS)

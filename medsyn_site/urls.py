@@ -16,5 +16,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/graph/", include("graph.api_urls")),
     path("api/", include("medsyn_site.api_urls")),
+    path("graph/", include("graph.urls")),
 ]

