@@ -1,0 +1,145 @@
+"""Generation plans: which categories get how many tasks, and per task the sampled symptoms and example.
+
+Pure functions over graph.sampling.SamplingData and a mapping of example notes, so the same inputs and
+seed always give the same plan (each task draws from its own RNG seeded by (seed, category, index),
+which keeps a task's sample stable when other categories are added or removed).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from graph.sampling import SamplingData, category_weight, symptoms_sample
+
+Allocation = Literal["weighted", "uniform", "explicit"]
+SymptomMode = Literal["uniform", "weighted"]
+DEFAULT_MIN_WORDS = 30
+# METHOD.md: a category without a usable example note gets a neutral template instead.
+TEMPLATE_EXAMPLES = {"ru": "Пациент обратился с жалобами.", "en": "The patient presented with complaints."}
+
+
+class PlanError(ValueError):
+    """The plan request cannot be satisfied; the message says why."""
+
+
+@dataclass(frozen=True)
+class ExampleNote:
+    note_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class PlanTask:
+    index: int
+    category: str
+    donor_code: str | None
+    symptoms: tuple[str, ...]
+    example_note_id: int | None  # None: the neutral template stands in
+    example_text: str
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    category: str
+    name: str
+    count: int
+    weight: float
+    n_exmp: int
+    n_symp: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    seed: int
+    graph_version: str | None
+    allocation: Allocation
+    symptom_mode: SymptomMode
+    rows: tuple[PlanRow, ...]
+    tasks: tuple[PlanTask, ...] = field(repr=False)
+
+    @property
+    def total(self) -> int:
+        return len(self.tasks)
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def examples_group(notes: Iterable[tuple[int, str, str]], *, min_words: int = DEFAULT_MIN_WORDS
+                   ) -> dict[str, list[ExampleNote]]:
+    """(note id, category, text) rows -> usable examples per category (at least min_words words)."""
+    grouped: dict[str, list[ExampleNote]] = {}
+    for note_id, category, text in notes:
+        if word_count(text) >= min_words:
+            grouped.setdefault(category, []).append(ExampleNote(note_id, text))
+    for examples in grouped.values():
+        examples.sort(key=lambda example: example.note_id)
+    return grouped
+
+
+def _counts(data: SamplingData, categories: list[str], budget: int, allocation: Allocation,
+            explicit: dict[str, int], overrides: dict[str, int]) -> dict[str, int]:
+    if allocation == "explicit":
+        counts = {key: explicit.get(key, 0) for key in categories}
+    elif allocation == "uniform":
+        base, remainder = divmod(budget, len(categories))
+        # The remainder goes to the first categories in code order: deterministic and documented.
+        counts = {key: base + (1 if i < remainder else 0) for i, key in enumerate(categories)}
+    else:
+        weights = {key: category_weight(data.categories[key]) for key in categories}
+        total = sum(weights.values())
+        if total == 0:
+            raise PlanError("none of the chosen categories has both example notes and symptoms; "
+                            "use uniform or explicit allocation")
+        counts = {key: round(weights[key] / total * budget) for key in categories}
+    counts.update({key: value for key, value in overrides.items() if key in counts})
+    if any(value < 0 for value in counts.values()):
+        raise PlanError("task counts cannot be negative")
+    return counts
+
+
+def plan_build(
+    data: SamplingData,
+    *,
+    categories: list[str] | None,
+    budget: int,
+    seed: int,
+    examples: dict[str, list[ExampleNote]],
+    allocation: Allocation = "weighted",
+    explicit_counts: dict[str, int] | None = None,
+    overrides: dict[str, int] | None = None,
+    symptom_mode: SymptomMode = "uniform",
+    language: str = "ru",
+) -> Plan:
+    """Allocate the budget over categories and sample every task's symptoms and example note."""
+    chosen = sorted(set(categories) if categories else (k for k in data.categories if k in examples))
+    unknown = [key for key in chosen if key not in data.categories]
+    if unknown:
+        raise PlanError(f"categories not in the graph: {', '.join(unknown)}")
+    if not chosen:
+        raise PlanError("no categories chosen")
+    if budget < 0:
+        raise PlanError("the budget cannot be negative")
+    counts = _counts(data, chosen, budget, allocation, explicit_counts or {}, overrides or {})
+    template = TEMPLATE_EXAMPLES.get(language, TEMPLATE_EXAMPLES["en"])
+    rows, tasks = [], []
+    for key in chosen:
+        entry = data.categories[key]
+        rows.append(PlanRow(key, entry.name, counts[key], round(category_weight(entry), 4),
+                            len(examples.get(key, [])), round(entry.n_symp, 2)))
+        for i in range(counts[key]):
+            rng = random.Random(f"{seed}:{key}:{i}")
+            donor, symptoms = symptoms_sample(data, key, seed=rng, weighted=symptom_mode == "weighted")
+            pool = examples.get(key)
+            example = rng.choice(pool) if pool else None  # with replacement, as in the paper
+            tasks.append(PlanTask(
+                index=len(tasks), category=key, donor_code=donor, symptoms=tuple(symptoms),
+                example_note_id=example.note_id if example else None,
+                example_text=example.text if example else template,
+            ))
+    return Plan(seed=seed, graph_version=data.version, allocation=allocation, symptom_mode=symptom_mode,
+                rows=tuple(rows), tasks=tuple(tasks))
