@@ -1,0 +1,62 @@
+"""The interface every generation backend implements, and the choice of backend for a ModelConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from generation.models import ModelConfig
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to complete. key identifies the item to the caller (a job item id, for example)."""
+
+    key: str
+    system: str
+    user: str
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The outcome of one request: text on success, error otherwise. latency_s covers the whole call or batch."""
+
+    key: str
+    text: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    attempts: int = 1
+    cost: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class GenerationBackend(Protocol):
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Results in the order of requests; a failed item carries error instead of raising."""
+        ...
+
+
+def token_cost(tokens: int, price_per_1k_tokens: object | None) -> float | None:
+    """Cost of tokens at an optional price per 1000 tokens."""
+    if price_per_1k_tokens is None:
+        return None
+    return round(tokens * float(price_per_1k_tokens) / 1000, 6)
+
+
+def backend_for(config: ModelConfig) -> GenerationBackend:
+    """The backend that serves config; a local model is loaded once per process and reused."""
+    if config.backend == "openai":
+        from .openai_backend import OpenAIBackend
+
+        return OpenAIBackend(config)
+    if config.backend == "local":
+        from .local_backend import LocalBackend
+
+        return LocalBackend(config)
+    raise ValueError(f"unknown backend {config.backend!r}")

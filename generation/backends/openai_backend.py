@@ -1,0 +1,137 @@
+"""OpenAI-compatible chat completions (OpenAI, vLLM, llama.cpp server) with our own retry loop.
+
+The client's own retries are off (max_retries=0) so that every attempt is logged and counted here.
+Retried: 429, 5xx, timeouts and connection errors, with capped exponential backoff plus jitter
+(a Retry-After header, when sent, is honoured up to the cap). Not retried: other 4xx and malformed
+responses; those end the item with an error and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import openai
+from django.conf import settings
+
+from .base import GenerationRequest, GenerationResult, token_cost
+
+if TYPE_CHECKING:
+    from generation.models import ModelConfig
+
+logger = logging.getLogger("medsyn.generation")
+
+
+class ResponseMalformedError(Exception):
+    """The server answered 2xx but not with a usable chat completion."""
+
+
+def backoff_delay(attempt: int, *, initial: float, cap: float, rng: random.Random,
+                  retry_after: float | None = None) -> float:
+    """Seconds to wait before retry number attempt (1-based): initial * 2**(attempt-1), jittered to 50-100%, capped."""
+    if retry_after is not None:
+        return min(cap, max(0.0, retry_after))
+    return min(cap, initial * 2 ** (attempt - 1)) * (0.5 + rng.random() / 2)
+
+
+def _retry_after(error: openai.APIStatusError) -> float | None:
+    raw = error.response.headers.get("retry-after") if error.response is not None else None
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _retry_reason(error: Exception) -> str | None:
+    """Why error is worth another attempt, or None when it is not."""
+    if isinstance(error, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(error, openai.APIConnectionError):
+        return "connection error"
+    if isinstance(error, openai.APIStatusError) and (error.status_code == 429 or error.status_code >= 500):
+        return f"HTTP {error.status_code}"
+    return None
+
+
+def _completion_text(response: Any) -> tuple[str, int, int]:
+    """Text, prompt tokens and completion tokens of a completion; ResponseMalformedError when unusable."""
+    if isinstance(response, str):
+        raise ResponseMalformedError(f"not a JSON completion: {response[:200]!r}")
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise ResponseMalformedError("no choices in the response")
+    message = getattr(choices[0], "message", None)
+    content = getattr(message, "content", None)
+    if not isinstance(content, str) or not content.strip():
+        raise ResponseMalformedError("empty message content in the response")
+    usage = getattr(response, "usage", None)
+    return content.strip(), int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0)
+                                                                                or 0)
+
+
+class OpenAIBackend:
+    """One request at a time; the api queue's worker threads give the concurrency."""
+
+    def __init__(self, config: ModelConfig, *, api_key: str | None = None,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.client = openai.OpenAI(
+            base_url=config.base_url or settings.OPENAI_BASE_URL,
+            api_key=api_key or settings.OPENAI_API_KEY or "not-set",
+            timeout=config.timeout_seconds,
+            max_retries=0,
+        )
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        return [self._complete(request) for request in requests]
+
+    def _call(self, request: GenerationRequest) -> Any:
+        messages = [{"role": "user", "content": request.user}]
+        if request.system:
+            messages.insert(0, {"role": "system", "content": request.system})
+        return self.client.chat.completions.create(
+            model=self.config.api_model, messages=messages, temperature=self.config.temperature,
+            top_p=self.config.top_p, max_tokens=self.config.max_new_tokens,
+        )
+
+    def _complete(self, request: GenerationRequest) -> GenerationResult:
+        started = time.perf_counter()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                text, prompt_tokens, completion_tokens = _completion_text(self._call(request))
+            except (ResponseMalformedError, ValueError) as error:  # ValueError: a JSON body that does not parse
+                return self._failure(request, f"malformed response: {error}", attempts, started)
+            except openai.OpenAIError as error:
+                reason = _retry_reason(error)
+                if reason is None:
+                    return self._failure(request, f"{type(error).__name__}: {error}", attempts, started)
+                if attempts > self.config.max_retries:
+                    return self._failure(request, f"gave up after {attempts} attempt(s): {reason}", attempts,
+                                         started)
+                delay = backoff_delay(
+                    attempts, initial=self.config.backoff_initial_seconds, cap=self.config.backoff_max_seconds,
+                    rng=self.rng, retry_after=_retry_after(error) if isinstance(error, openai.APIStatusError) else None,
+                )
+                logger.warning("model call retried", extra={
+                    "key": request.key, "attempt": attempts, "reason": reason, "delay_s": round(delay, 3),
+                    "model": self.config.api_model,
+                })
+                self.sleep(delay)
+                continue
+            return GenerationResult(
+                key=request.key, text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                latency_s=round(time.perf_counter() - started, 4), attempts=attempts,
+                cost=token_cost(prompt_tokens + completion_tokens, self.config.price_per_1k_tokens),
+            )
+
+    def _failure(self, request: GenerationRequest, error: str, attempts: int, started: float) -> GenerationResult:
+        logger.warning("model call failed", extra={"key": request.key, "attempts": attempts, "error": error})
+        return GenerationResult(key=request.key, error=error, attempts=attempts,
+                                latency_s=round(time.perf_counter() - started, 4))

@@ -1,0 +1,22 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from generation.services import real_notes_import
+
+from ._common import import_run
+
+
+class Command(BaseCommand):
+    help = "Import a RuMedTop3 jsonl file (idx, symptoms, code) as real notes; all or nothing, re-runs skip."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--file", type=Path, required=True)
+        parser.add_argument("--split", required=True, choices=["train", "dev", "test"])
+        parser.add_argument("--dataset", default="RuMedTop3", help="source data set name stored on each note")
+
+    def handle(self, *args, file: Path, split: str, dataset: str, **options) -> None:
+        if not file.is_file():
+            raise CommandError(f"{file}: no such file")
+        import_run(self, lambda progress: real_notes_import(path=file, split=split, source_dataset=dataset,
+                                                           progress=progress))

@@ -1,0 +1,85 @@
+"""Automatic checks on Russian notes."""
+
+from __future__ import annotations
+
+from generation.checks import (
+    CheckThresholds,
+    english_words,
+    example_precision,
+    ngram_jaccard,
+    note_check,
+    script_share,
+    symptom_recall,
+)
+
+SYMPTOMS = ["кашель с мокротой", "повышение температуры", "боль в груди"]
+EXAMPLE = ("Пациентка жалуется на насморк, першение в горле и головную боль в течение трёх дней. "
+           "Лечилась самостоятельно, без эффекта.")
+GOOD_NOTE = ("Пациент 45 лет обратился с жалобами на кашель с обильной мокротой, повышение температуры тела "
+             "до 38,5 градусов и боли в грудной клетке при глубоком вдохе. Болеет четыре дня, "
+             "принимал жаропонижающие без эффекта.")
+
+
+def test_symptom_recall_matches_inflected_forms():
+    recall, found = symptom_recall("Беспокоят кашли с мокротами, температура не повышалась.", SYMPTOMS)
+    assert found == ["кашель с мокротой", "повышение температуры"]  # half of a symptom's lemmas is enough
+    assert recall == 2 / 3
+    strict = symptom_recall("Беспокоят кашли, температура.", SYMPTOMS, lemma_share_min=1.0)
+    assert strict == (0.0, [])
+    assert symptom_recall(GOOD_NOTE, SYMPTOMS)[0] == 1.0
+
+
+def test_a_good_note_passes_with_scores():
+    report = note_check(GOOD_NOTE, symptoms=SYMPTOMS, example=EXAMPLE)
+    assert report.passed, report.reasons
+    assert report.scores["symptom_recall"] == 1.0
+    assert report.scores["script_share"] > 0.95
+    assert 0 < report.scores["example_precision"] < 0.5
+    assert report.as_dict()["passed"] is True
+
+
+def test_missing_symptoms_fail_with_the_missing_ones_named():
+    note = "Пациент жалуется на кашель с мокротой в течение недели, усиливающийся по утрам, слабость и потливость."
+    report = note_check(note, symptoms=SYMPTOMS)
+    assert not report.passed
+    assert report.symptoms_missing == ["повышение температуры", "боль в груди"]
+    assert "повышение температуры; боль в груди" in report.reasons[0]
+
+
+def test_a_near_copy_of_the_example_fails():
+    copy = EXAMPLE.replace("трёх", "четырёх")
+    report = note_check(copy, example=EXAMPLE)
+    assert any(reason.startswith("near copy of the example") for reason in report.reasons)
+    assert ngram_jaccard(copy, EXAMPLE) > 0.8
+    assert example_precision(copy, EXAMPLE) > 0.9  # every lemma but "четыре"
+
+
+def test_language_length_and_artifacts():
+    english = note_check("The patient complains of cough and fever for three days, no chest pain at all.")
+    assert any(reason.startswith("wrong language") for reason in english.reasons)
+    assert script_share("Кашель, cough", "ru") == 6 / 11
+
+    short = note_check("Кашель.")
+    assert short.reasons == ["too short: 1 words (minimum 10)"]
+
+    chatty = note_check("Вот анамнез пациента: как языковая модель, я описываю кашель, слабость и headache "
+                        "with fever and температуру уже три дня подряд.")
+    assert "artifact: preamble 'Вот'" in chatty.reasons
+    assert "artifact: AI self-reference" in chatty.reasons
+    assert "artifact: leftover English words: headache, with, fever, and" in chatty.reasons
+    assert english_words("Назначен ОАК, COVID отрицательный, SpO2 97%, aspirin", frozenset({"SpO"})) == ["aspirin"]
+
+
+def test_prompt_echo_ignores_the_inputs_but_catches_the_instructions():
+    prompt = (f"Представь, что ты врач. Вот анамнез пациента: {EXAMPLE}\nНапиши похожий анамнез примерно такой "
+              f"же длины для другого пациента с тем же заболеванием: {'; '.join(SYMPTOMS)}.")
+    assert note_check(GOOD_NOTE, symptoms=SYMPTOMS, example=EXAMPLE, prompt=prompt).passed
+    echoing = "Напиши похожий анамнез примерно такой же длины для другого пациента. " + GOOD_NOTE
+    report = note_check(echoing, symptoms=SYMPTOMS, example=EXAMPLE, prompt=prompt)
+    assert any(reason.startswith("prompt echo") for reason in report.reasons)
+
+
+def test_thresholds_are_configurable():
+    note = "Пациент жалуется на кашель с мокротой в течение недели, усиливающийся по утрам, слабость и потливость."
+    assert note_check(note, symptoms=SYMPTOMS, thresholds=CheckThresholds(symptom_recall_min=0.3)).passed
+    assert not note_check(GOOD_NOTE, thresholds=CheckThresholds(words_max=10)).passed

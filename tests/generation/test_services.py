@@ -1,0 +1,186 @@
+"""Note imports (all or nothing, idempotent) and prompt template versions."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+
+from generation.models import ModelConfig, Note, PromptTemplate
+from generation.prompts import DEFAULT_TEMPLATES
+from generation.selectors import prompt_template_current, prompt_template_versions
+from generation.services import (
+    NoteImportError,
+    medsyn_csv_import,
+    note_content_hash,
+    prompt_template_revise,
+    prompt_templates_ensure,
+    real_notes_import,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def test_real_notes_import_stores_each_note_with_code_category_and_split(rumedtop3_file):
+    counts = real_notes_import(path=rumedtop3_file, split="train")
+
+    assert (counts.created, counts.skipped) == (5, 0)
+    note = Note.objects.get(metadata__idx="t0000002")
+    assert (note.origin, note.icd_code, note.icd_category, note.split) == ("real", "M54", "M54", "train")
+    assert (note.language, note.source_dataset) == ("ru", "RuMedTop3")
+    assert note.metadata == {"idx": "t0000002", "file": "rumedtop3_sample.jsonl", "line": 2}
+    assert note.content_hash == note_content_hash(origin="real", icd_code="M54", text=note.text)
+
+
+def test_reimporting_the_same_file_writes_nothing(rumedtop3_file):
+    real_notes_import(path=rumedtop3_file, split="train")
+    counts = real_notes_import(path=rumedtop3_file, split="train")
+
+    assert (counts.created, counts.skipped) == (0, 5)
+    assert Note.objects.count() == 5
+
+
+def test_a_malformed_line_is_reported_by_number_and_nothing_is_written(tmp_path, rumedtop3_file):
+    lines = rumedtop3_file.read_text(encoding="utf-8").splitlines()
+    lines[2] = '{"idx": "bad", "symptoms": "кашель", '  # line 3: broken JSON
+    lines.append(json.dumps({"idx": "x", "symptoms": "боль", "code": "not-a-code"}))  # line 7
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    with pytest.raises(NoteImportError) as caught:
+        real_notes_import(path=broken, split="train")
+
+    assert [line for line, _ in caught.value.problems] == [3, 7]
+    assert "not an ICD-10 code" in caught.value.problems[1][1]
+    assert Note.objects.count() == 0
+
+
+def test_content_hash_ignores_whitespace_but_not_origin_or_code():
+    text = "Кашель,  слабость.\n"
+    same = note_content_hash(origin="real", icd_code="j20", text=" Кашель, слабость.")
+    assert note_content_hash(origin="real", icd_code="J20", text=text) == same
+    assert note_content_hash(origin="synthetic", icd_code="J20", text=text) != same
+    assert note_content_hash(origin="real", icd_code="J21", text=text) != same
+
+
+def test_import_command_reports_counts_then_skips_on_rerun(rumedtop3_file):
+    out = StringIO()
+    call_command("import_real_notes", "--split", "dev", "--file", str(rumedtop3_file), stdout=out, stderr=StringIO())
+    call_command("import_real_notes", "--split", "dev", "--file", str(rumedtop3_file), stdout=out, stderr=StringIO())
+
+    assert "5 note(s) created, 0 skipped" in out.getvalue()
+    assert "0 note(s) created, 5 skipped" in out.getvalue()
+    assert set(Note.objects.values_list("split", flat=True)) == {"dev"}
+
+
+def test_import_command_lists_problems_and_fails(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"idx": "a", "symptoms": "кашель", "code": "J20"}\n{"idx": "b", "code": "J20"}\n',
+                   encoding="utf-8")
+    err = StringIO()
+
+    with pytest.raises(CommandError, match="1 problem"):
+        call_command("import_real_notes", "--split", "train", "--file", str(bad), stdout=StringIO(), stderr=err)
+
+    assert "line 2: missing or empty field(s): symptoms" in err.getvalue()
+    assert Note.objects.count() == 0
+
+
+def test_medsyn_csv_import_keeps_provenance_as_synthetic_notes(medsyn_csv_file):
+    out = StringIO()
+    call_command("import_medsyn_csv", "--file", str(medsyn_csv_file), stdout=out, stderr=StringIO())
+
+    assert "3 note(s) created" in out.getvalue()
+    note = Note.objects.get(metadata__idx="0")
+    assert (note.origin, note.icd_code, note.icd_category, note.source_dataset) == ("synthetic", "J20.9", "J20",
+                                                                                    "MedSyn")
+    assert note.text.startswith("Пациент жалуется на сухой кашель,\nповышение")
+    assert note.metadata["generation_model"] == "gpt-4"
+    assert note.metadata["example"] is True
+    assert note.metadata["example_source"] == "RuMedPrime"
+    assert note.metadata["symptoms_recall"] == 0.81
+    assert Note.objects.get(metadata__idx="1").metadata["symptoms_recall"] is None
+    assert Note.objects.get(metadata__idx="2").metadata["line"] == 5  # the multi-line record spans lines 2-3
+    assert medsyn_csv_import(path=medsyn_csv_file).created == 0
+
+
+def test_medsyn_csv_with_a_missing_column_is_refused(tmp_path, medsyn_csv_file):
+    header, *rest = medsyn_csv_file.read_text(encoding="utf-8").split("\n")
+    broken = tmp_path / "broken.csv"
+    broken.write_text("\n".join([header.replace(",response,", ",answer,"), *rest]), encoding="utf-8")
+
+    with pytest.raises(NoteImportError, match="line 1: missing column"):
+        medsyn_csv_import(path=broken)
+
+
+def test_default_templates_are_seeded_once():
+    assert PromptTemplate.objects.count() == len(DEFAULT_TEMPLATES)  # by the data migration
+    assert prompt_templates_ensure() == 0
+    assert PromptTemplate.objects.count() == len(DEFAULT_TEMPLATES)
+    assert {(t.variant, t.language) for t in PromptTemplate.objects.all()} == {
+        (variant, language) for variant in ("symptoms_example", "symptoms", "code") for language in ("ru", "en")}
+
+
+def test_revising_a_template_adds_a_version_and_keeps_the_old_one(make_user):
+    original = prompt_template_current(variant="symptoms", language="ru")
+    author = make_user("admin")
+
+    revised = prompt_template_revise(template=original, system_text="Пиши кратко.",
+                                     user_text="Пациент — {sex}, {age}; жалобы: {symptoms}.", author=author)
+
+    original.refresh_from_db()
+    assert (revised.version, revised.is_current, revised.created_by) == (2, True, author)
+    assert (original.version, original.is_current, original.system_text.startswith("Напиши")) == (1, False, True)
+    assert prompt_template_current(variant="symptoms", language="ru") == revised
+    assert [t.version for t in prompt_template_versions(name=original.name)] == [2, 1]
+
+
+def test_revising_with_an_unknown_placeholder_is_refused():
+    original = prompt_template_current(variant="code", language="en")
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        prompt_template_revise(template=original, system_text="", user_text="A {patient_name} aged {age}.")
+    assert prompt_template_versions(name=original.name).count() == 1
+
+
+def test_model_config_requires_what_its_backend_needs():
+
+    with pytest.raises(ValidationError, match="API model name"):
+        ModelConfig(name="api", backend="openai").full_clean()
+    ModelConfig(name="local", backend="local", model_path="tiny").full_clean()
+
+
+def test_missing_file_is_a_command_error(tmp_path: Path):
+    with pytest.raises(CommandError, match="no such file"):
+        call_command("import_medsyn_csv", "--file", str(tmp_path / "none.csv"))
+
+
+def test_defaults_command_is_idempotent_and_the_default_model_loads_from_the_cache(settings):
+    from generation.backends.local_backend import LoadKey
+
+    out = StringIO()
+    call_command("generation_defaults", stdout=out)
+    call_command("generation_defaults", stdout=out)
+
+    config = ModelConfig.objects.get()
+    assert (config.name, config.backend, config.prompt_format) == (settings.DEFAULT_MODEL_NAME, "local", "chat")
+    assert LoadKey.from_config(config).model_path == str(settings.DEFAULT_MODEL_DIR)
+    assert "0 prompt template(s) created" in out.getvalue()
+
+
+def test_editing_a_template_in_the_admin_saves_a_new_version(client, make_user):
+    original = prompt_template_current(variant="code", language="ru")
+    client.force_login(make_user("admin"))
+
+    response = client.post(f"/admin/generation/prompttemplate/{original.pk}/change/", {
+        "system_text": original.system_text, "user_text": "Пациент — {sex}, {age}, диагноз «{disease}».",
+    })
+
+    assert response.status_code == 302
+    versions = list(prompt_template_versions(name=original.name))
+    assert [(t.version, t.is_current) for t in versions] == [(2, True), (1, False)]
+    assert versions[1].user_text == original.user_text
+    assert versions[0].user_text == "Пациент — {sex}, {age}, диагноз «{disease}»."
