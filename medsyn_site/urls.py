@@ -19,4 +19,5 @@ urlpatterns = [
     path("api/graph/", include("graph.api_urls")),
     path("api/", include("medsyn_site.api_urls")),
     path("graph/", include("graph.urls")),
+    path("review/", include("review.urls")),
 ]
