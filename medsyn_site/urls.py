@@ -17,7 +17,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/graph/", include("graph.api_urls")),
+    path("api/generation/", include("generation.api_urls")),
     path("api/", include("medsyn_site.api_urls")),
     path("graph/", include("graph.urls")),
     path("review/", include("review.urls")),
+    path("generation/", include("generation.urls")),
 ]
