@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/graph/", include("graph.api_urls")),
     path("api/generation/", include("generation.api_urls")),
+    path("api/review/", include("review.api_urls")),
     path("api/", include("medsyn_site.api_urls")),
     path("graph/", include("graph.urls")),
     path("review/", include("review.urls")),
