@@ -10,6 +10,11 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 
+def item_rank() -> int:
+    """A random position in the study's shared random order (see services.assignment_next)."""
+    return secrets.randbits(62)
+
+
 def item_token() -> str:
     """A random public id for a study item: no link to the note id, origin or order."""
     return secrets.token_urlsafe(12)
@@ -53,10 +58,11 @@ class StudyItem(models.Model):
     is_synthetic = models.BooleanField()  # for results only; never rendered to raters
     length_band = models.CharField(max_length=16)
     active_assignments = models.PositiveSmallIntegerField(default=0)
+    rank = models.BigIntegerField(default=item_rank)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["study", "note"], name="study_item_note_once")]
-        indexes = [models.Index(fields=["study", "active_assignments"])]
+        indexes = [models.Index(fields=["study", "rank"])]
 
     def __str__(self) -> str:
         return f"{self.study_id}:{self.token}"

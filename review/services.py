@@ -3,6 +3,7 @@ audit record in the same transaction (STYLE.md)."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import defaultdict
 from collections.abc import Iterable
@@ -11,8 +12,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import MD5, Concat
+from django.db.models import F
 from django.utils import timezone
 
 from generation.models import Note
@@ -194,9 +194,17 @@ def _check_rater(study: Study, physician: AbstractBaseUser) -> None:
         raise PermissionDenied("You are not a rater of this study.")
 
 
+def _personal_start(study: Study, physician: AbstractBaseUser, draw: int) -> int:
+    digest = hashlib.sha256(f"{study.pk}:{physician.pk}:{draw}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 2  # the same 62-bit range as StudyItem.rank
+
+
 def assignment_next(*, study: Study, physician: AbstractBaseUser) -> Assignment | None:
     """The physician's current item, or a new one in their personal random order; None when nothing is left.
 
+    Personal order: the n-th draw of a physician starts at a position hashed from (study, physician, n)
+    in the items' random ranks and takes the first eligible item from there (wrapping around). This is
+    random per physician, reproducible, and walks the (study, rank) index instead of sorting the pool.
     The study row is locked while an item is chosen, so concurrent requests never give one item more
     than k active assignments; an item a physician has seen (rated or skipped) never comes back to them.
     """
@@ -209,10 +217,11 @@ def assignment_next(*, study: Study, physician: AbstractBaseUser) -> Assignment 
                    .filter(study=locked, physician=physician, status=Assignment.Status.ASSIGNED).first())
         if current is not None:
             return current
-        item = (StudyItem.objects.filter(study=locked, active_assignments__lt=locked.overlap_k)
-                .exclude(assignments__physician=physician)
-                .annotate(personal_order=MD5(Concat("token", Value(f":{physician.pk}"))))
-                .order_by("personal_order").first())
+        eligible = (StudyItem.objects.filter(study=locked, active_assignments__lt=locked.overlap_k)
+                    .exclude(assignments__physician=physician).order_by("rank"))
+        start = _personal_start(locked, physician, Assignment.objects.filter(study=locked, physician=physician)
+                                .count())
+        item = eligible.filter(rank__gte=start).first() or eligible.filter(rank__lt=start).first()
         if item is None:
             return None
         StudyItem.objects.filter(pk=item.pk).update(active_assignments=F("active_assignments") + 1)

@@ -149,3 +149,19 @@ def test_concurrent_physicians_end_with_exactly_k_ratings_per_note(make_user, no
     assert set(per_item.values()) == {3}
     pairs = list(Assignment.objects.filter(study=study).values_list("item", "physician"))
     assert len(pairs) == len(set(pairs)) == 18 * 3
+
+
+def test_each_physician_gets_a_personal_reproducible_order(make_user, note_pool):
+    study, curator = _study(make_user, n=9, k=3)
+    do_open_study(actor=curator, study=study)
+
+    def order(doctor) -> list[int]:
+        seen = []
+        while (assignment := assignment_next(study=study, physician=doctor)) is not None:
+            seen.append(assignment.item_id)
+            do_skip_item(study=study, physician=doctor, token=assignment.item.token, reason="order test")
+        return seen
+
+    first, second = order(make_user("physician")), order(make_user("physician"))
+    assert sorted(first) == sorted(second) == sorted(study.items.values_list("id", flat=True))
+    assert first != second
