@@ -77,3 +77,17 @@ def test_demo_users_cover_every_role_and_are_idempotent():
         user = User.objects.get(username=login.username)
         assert user.check_password(login.password)
         assert list(user.groups.values_list("name", flat=True)) == [login.role]
+
+
+@pytest.mark.django_db
+def test_load_demo_data_is_idempotent_and_loads_real_notes():
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+
+    from generation.models import Note
+
+    call_command("load_demo_data", skip_graph=True)
+    counts = (User.objects.count(), Note.objects.filter(origin="real").count())
+    assert counts[1] == 4690 + 848
+    call_command("load_demo_data", skip_graph=True)
+    assert (User.objects.count(), Note.objects.filter(origin="real").count()) == counts
