@@ -24,6 +24,7 @@ from .services import (
     do_open_study,
     do_skip_item,
     do_submit_rating,
+    do_update_study_questions,
 )
 
 SCALE = range(1, 6)
@@ -155,17 +156,26 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         action = request.POST.get("action")
         try:
-            if action == "open":
+            if action == "questions":
+                try:
+                    questions = json.loads(request.POST.get("questions", ""))
+                except json.JSONDecodeError as error:
+                    raise ValidationError(_("The question set is not valid JSON: %(error)s") % {"error": error}) \
+                        from error
+                do_update_study_questions(actor=request.user, study=study, questions=questions)
+                messages.success(request, _("Question set saved."))
+            elif action == "open":
                 do_open_study(actor=request.user, study=study)
             elif action == "close":
                 do_close_study(actor=request.user, study=study)
-        except StudyStateError as error:
-            messages.error(request, error.messages[0])
+        except ValidationError as error:  # StudyStateError included
+            messages.error(request, "; ".join(error.messages))
         return redirect("review:study_detail", pk=study.pk)
     total_needed = study.items.count() * study.overlap_k
     total_done = Rating.objects.filter(assignment__study=study).count()
     return render(request, "review/study_detail.html", {
         "study": study, "total_needed": total_needed, "total_done": total_done,
+        "questions_json": json.dumps(study.questions, ensure_ascii=False, indent=2),
         "percent": round(100 * total_done / total_needed) if total_needed else 0,
     })
 

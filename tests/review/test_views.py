@@ -138,3 +138,44 @@ def test_physician_rates_with_the_keyboard_then_curator_sees_results(make_user, 
     expect(page.locator("[data-testid=detection]")).to_contain_text("0.500")
     expect(page.locator("figure.plot svg")).to_have_count(2)
     expect(page.locator("[data-testid=likert]")).to_contain_text("realism")
+
+
+def test_curator_edits_questions_while_draft_only(client, make_user, note_pool):
+    import json
+
+    curator = make_user("curator")
+    study = do_create_study(actor=curator, name="edit", overlap_k=1)
+    do_build_study_pool(actor=curator, study=study, n_per_origin=2, seed=1)
+    client.force_login(curator)
+    url = reverse("review:study_detail", args=[study.pk])
+    questions = dict(study.questions, likert=[{"key": "realism", "label": "Реалистичность"}])
+    client.post(url, {"action": "questions", "questions": json.dumps(questions)})
+    study.refresh_from_db()
+    assert study.questions["likert"] == [{"key": "realism", "label": "Реалистичность"}]
+    response = client.post(url, {"action": "questions", "questions": "{not json"}, follow=True)
+    assert "not valid JSON" in response.content.decode()
+    client.post(url, {"action": "open"})
+    response = client.post(url, {"action": "questions", "questions": json.dumps(study.questions | {"likert": []})},
+                           follow=True)
+    assert "frozen" in response.content.decode()
+    study.refresh_from_db()
+    assert study.state == "open" and len(study.questions["likert"]) == 1
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_curator_creates_and_opens_a_study_in_the_browser(make_user, note_pool, live_server, page, live_login):
+    from playwright.sync_api import expect
+
+    curator = make_user("curator")
+    live_login(curator.username)
+    page.click("[data-nav='review:studies']")
+    page.fill("input[name=name]", "Браузерное исследование")
+    page.fill("input[name=n_per_origin]", "5")
+    page.fill("input[name=overlap_k]", "2")
+    page.click("text=Create and build the pool")
+    expect(page.locator("[data-testid=pool-report]")).to_contain_text("pairs")
+    expect(page.locator("[data-testid=study-progress]")).to_contain_text("0 of 20 ratings")
+    page.click("text=Open the study")
+    expect(page.locator("h1")).to_contain_text("Open")
+    expect(page.locator("pre[data-testid=questions]")).to_contain_text("realism")
