@@ -8,7 +8,7 @@ the adapters behind the methods below.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # Bolt connections die on large parameter payloads; chunks of this many rows stay small.
@@ -21,6 +21,8 @@ class GraphUnavailable(Exception):
 
 class GraphStore(ABC):
     kind: str
+    # rows per UNWIND statement; adapters whose protocol copes with bigger payloads raise it
+    batch_size: int = DEFAULT_BATCH_SIZE
 
     @abstractmethod
     def run(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -54,28 +56,23 @@ class GraphStore(ABC):
     def drop(self) -> None:
         """Delete the whole graph (tests and --replace)."""
 
+    @abstractmethod
+    def leftovers_discard(self) -> None:
+        """Remove what a rebuild killed mid-way left behind (call only while no rebuild runs)."""
+
     def run_batches(
         self,
         cypher: str,
         rows: Sequence[dict[str, Any]],
         *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         """Run an `UNWIND $rows AS r ...` statement over rows in chunks."""
+        batch_size = batch_size or self.batch_size
         for start in range(0, len(rows), batch_size):
             chunk = list(rows[start:start + batch_size])
             self.run(cypher, {"rows": chunk})
             if on_batch is not None:
                 on_batch(len(chunk))
 
-
-def chunked(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -30,20 +30,39 @@ def _plain(value: Any) -> Any:
 
 class FalkorDBStore(GraphStore):
     kind = "falkordb"
+    batch_size = 5000  # the Redis protocol has no practical payload limit; fewer round trips
 
     def __init__(self, config: GraphConfig, *, timeout: float = 10.0, graph_name: str | None = None,
                  db: FalkorDB | None = None) -> None:
         self.config = config
-        self._db = db or FalkorDB(
-            host=config.host,
-            port=config.port,
-            username=config.username or None,
-            password=config.password or None,
-            socket_timeout=timeout,
-            socket_connect_timeout=min(timeout, 3.0),
-        )
+        self.timeout = timeout
         self.graph_name = graph_name or config.database
-        self._graph = self._db.select_graph(self.graph_name)
+        self._client = db
+        self._graph_handle = None
+
+    @property
+    def _db(self) -> FalkorDB:
+        # Connect on first use: the client connects in its constructor, and a store must be creatable
+        # while the server is down (the status page reports it instead).
+        if self._client is None:
+            try:
+                self._client = FalkorDB(
+                    host=self.config.host,
+                    port=self.config.port,
+                    username=self.config.username or None,
+                    password=self.config.password or None,
+                    socket_timeout=self.timeout,
+                    socket_connect_timeout=min(self.timeout, 3.0),
+                )
+            except _UNREACHABLE as error:
+                raise self._unreachable(error) from error
+        return self._client
+
+    @property
+    def _graph(self):
+        if self._graph_handle is None:
+            self._graph_handle = self._db.select_graph(self.graph_name)
+        return self._graph_handle
 
     def _unreachable(self, error: Exception) -> GraphUnavailable:
         return GraphUnavailable(f"FalkorDB at {self.config.display} is unreachable: {error}")
@@ -63,7 +82,8 @@ class FalkorDBStore(GraphStore):
             raise self._unreachable(error) from error
 
     def close(self) -> None:
-        self._db.connection.close()
+        if self._client is not None:
+            self._client.connection.close()
 
     def exists(self) -> bool:
         return bool(self._db.connection.exists(self.graph_name))
@@ -106,8 +126,12 @@ class FalkorDBStore(GraphStore):
     def drop(self) -> None:
         try:
             self._db.connection.delete(self.graph_name)
-        except _UNREACHABLE:
+        except (*_UNREACHABLE, GraphUnavailable):
             pass
+
+    def leftovers_discard(self) -> None:
+        for name in self.staging_leftovers():
+            self._db.connection.delete(name)
 
     def staging_leftovers(self) -> list[str]:
         return [name.decode() if isinstance(name, bytes) else name

@@ -85,6 +85,9 @@ class Neo4jStore(GraphStore):
     def drop(self) -> None:
         self.run("MATCH (n) DETACH DELETE n")
 
+    def leftovers_discard(self) -> None:
+        """A rolled-back or dropped transaction leaves nothing behind."""
+
 
 class _Neo4jTransactionStore(GraphStore):
     """The store a rebuild hands to its build function: statements run inside one open transaction."""
@@ -118,3 +121,6 @@ class _Neo4jTransactionStore(GraphStore):
 
     def drop(self) -> None:
         self.run("MATCH (n) DETACH DELETE n")
+
+    def leftovers_discard(self) -> None:
+        """A rolled-back or dropped transaction leaves nothing behind."""

