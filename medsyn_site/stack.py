@@ -29,6 +29,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_low_port(low: int = 20000, high: int = 32767) -> int:
+    """A free port that fits in a signed 16-bit integer: FalkorDB ignores a larger BOLT_PORT."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {low} and {high}")
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
