@@ -17,6 +17,13 @@ class StudyCreateForm(forms.Form):
     models = forms.CharField(label=_("Only synthetic notes of these models (comma-separated, optional)"),
                              required=False)
     variants = forms.CharField(label=_("Only these prompt variants (comma-separated, optional)"), required=False)
+    jobs = forms.CharField(label=_("Only these generation job ids (comma-separated, optional)"), required=False)
+
+    def clean_jobs(self) -> tuple[int, ...]:
+        try:
+            return tuple(int(v) for v in self.split(self.cleaned_data["jobs"]))
+        except ValueError:
+            raise forms.ValidationError(_("Job ids are whole numbers separated by commas.")) from None
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()

@@ -133,7 +133,8 @@ def studies(request: HttpRequest) -> HttpResponse:
                                 overlap_k=data["overlap_k"])
         report = do_build_study_pool(
             actor=request.user, study=study, n_per_origin=data["n_per_origin"], seed=data["seed"],
-            synthetic=SyntheticFilter(models=form.split(data["models"]), variants=form.split(data["variants"])),
+            synthetic=SyntheticFilter(models=form.split(data["models"]), variants=form.split(data["variants"]),
+                                      job_ids=data["jobs"]),
             diagnosis_names=_diagnosis_names(),
         )
         messages.success(request, _("Study created with %(pairs)s matched pairs.") % {"pairs": report["pairs"]})

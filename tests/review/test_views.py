@@ -95,7 +95,7 @@ def test_results_and_exports(client, make_user, open_study):
                              answers={**ANSWERS, "origin": "synthetic" if truth else "real"})
     client.force_login(make_user("researcher"))
     page = client.get(reverse("review:study_results", args=[open_study.pk])).content.decode()
-    assert "<svg" in page and "Fleiss" in page
+    assert "<svg" in page and "Fleiss" in page and 'data-testid="detectability"' in page
     summary = client.get(reverse("review:study_export", args=[open_study.pk, "summary.json"])).json()
     assert summary["detection"]["accuracy"] == 1.0 and summary["n_ratings"] == 16
     assert summary["fleiss_kappa"] == pytest.approx(1.0)
