@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from .models import ModelConfig, Note, PromptTemplate
+from .models import GenerationItem, GenerationJob, ModelConfig, Note, PromptTemplate
 from .services import prompt_template_revise
 
 
@@ -54,3 +54,31 @@ class ModelConfigAdmin(admin.ModelAdmin):
                               "batch_size"]}),
         ("Sampling", {"fields": ["temperature", "top_p", "max_new_tokens"]}),
     ]
+
+
+class GenerationItemInline(admin.TabularInline):
+    model = GenerationItem
+    fields = ["index", "category", "status", "error", "note", "attempts", "latency_s"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(admin.ModelAdmin):
+    """Read-only: jobs are created, cancelled and resumed through the generation pages and API."""
+
+    list_display = ["id", "status", "model_config", "prompt_template", "planned", "ok", "failed", "skipped",
+                    "created_by", "created_at"]
+    list_filter = ["status", "model_config"]
+    inlines = [GenerationItemInline]
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .prompts import template_fields_check
@@ -142,3 +145,113 @@ class ModelConfig(models.Model):
             raise ValidationError({"api_model": _("An API model name is required for an OpenAI-compatible backend.")})
         if self.backend == self.Backend.LOCAL and not self.model_path:
             raise ValidationError({"model_path": _("A model directory is required for a local backend.")})
+
+
+class GenerationJob(models.Model):
+    """One planned batch of generation tasks run by Celery; parameters hold everything needed to rebuild the plan."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        CANCELLED = "cancelled", _("Cancelled")
+        FAILED = "failed", _("Failed")
+        DONE = "done", _("Done")
+
+    FINISHED = frozenset({Status.CANCELLED, Status.FAILED, Status.DONE})
+    # A queued or running job with no progress for this long has lost its worker message (resume may re-send it).
+    STALLED_AFTER = timedelta(minutes=5)
+
+    parameters = models.JSONField(default=dict, help_text=_("Plan and sampling parameters as submitted."))
+    model_config = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="jobs")
+    prompt_template = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, related_name="jobs")
+    seed = models.BigIntegerField(default=17)
+    graph_version = models.CharField(max_length=50, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    planned = models.PositiveIntegerField(default=0)
+    ok = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failed_checks = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    budget_cap = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                     help_text=_("Stop cleanly before the cost would exceed this."))
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="generation_jobs")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def stalled(self) -> bool:
+        if self.finished or self.updated_at is None:
+            return False
+        return timezone.now() - self.updated_at > self.STALLED_AFTER
+
+    @property
+    def resumable(self) -> bool:
+        return self.finished or self.stalled
+
+    @property
+    def processed(self) -> int:
+        return self.ok + self.failed + self.skipped
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.processed / self.planned) if self.planned else 100
+
+    @property
+    def items_per_second(self) -> float | None:
+        if not self.started_at or not self.processed:
+            return None
+        end = self.finished_at or self.updated_at
+        seconds = (end - self.started_at).total_seconds()
+        return round(self.processed / seconds, 2) if seconds > 0 else None
+
+
+class GenerationItem(models.Model):
+    """One task of a job; done exactly once (the produced note is written with the done status)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+        SKIPPED = "skipped", _("Skipped")
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="items")
+    index = models.PositiveIntegerField()
+    category = models.CharField(max_length=3)
+    donor_code = models.CharField(max_length=16, blank=True, default="")
+    symptoms = models.JSONField(default=list)
+    example_note = models.ForeignKey(Note, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    example_text = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    error = models.TextField(blank=True, default="")
+    note = models.OneToOneField(Note, null=True, blank=True, on_delete=models.SET_NULL, related_name="generation_item")
+    prompt_system = models.TextField(blank=True, default="")
+    prompt_user = models.TextField(blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_s = models.FloatField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="generation_item_job_index_unique")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} item {self.index} ({self.status})"

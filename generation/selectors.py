@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import Note, PromptTemplate
+from .models import GenerationItem, GenerationJob, Note, PromptTemplate
 
 
 def prompt_template_current(*, variant: str, language: str, name: str | None = None) -> PromptTemplate:
@@ -18,3 +18,29 @@ def prompt_template_versions(*, name: str) -> QuerySet[PromptTemplate]:
 
 def real_notes_for_category(*, icd_category: str) -> QuerySet[Note]:
     return Note.objects.filter(origin=Note.Origin.REAL, icd_category=icd_category)
+
+
+def generation_jobs_list() -> QuerySet[GenerationJob]:
+    return GenerationJob.objects.select_related("model_config", "prompt_template", "created_by").order_by("-id")
+
+
+def generation_job_errors(*, job: GenerationJob) -> QuerySet[GenerationItem]:
+    """Items that failed or were skipped, with their reasons."""
+    return job.items.filter(status__in=[GenerationItem.Status.FAILED, GenerationItem.Status.SKIPPED]).order_by("index")
+
+
+def synthetic_notes_filter(*, code: str = "", model: str = "", variant: str = "", check: str = "",
+                           job: int | str | None = None) -> QuerySet[Note]:
+    """Generated notes filtered by ICD-10 code prefix, model configuration name, variant, check outcome and job."""
+    notes = Note.objects.filter(origin=Note.Origin.SYNTHETIC, metadata__has_key="job_id").order_by("-id")
+    if code:
+        notes = notes.filter(icd_code__istartswith=code.strip())
+    if model:
+        notes = notes.filter(metadata__generation_model=model)
+    if variant:
+        notes = notes.filter(metadata__prompt_variant=variant)
+    if check in ("pass", "fail"):
+        notes = notes.filter(metadata__checks__passed=check == "pass")
+    if job:
+        notes = notes.filter(metadata__job_id=int(job))
+    return notes

@@ -101,3 +101,74 @@ def rumedtop3_file() -> Path:
 @pytest.fixture
 def medsyn_csv_file() -> Path:
     return DATA_DIR / "medsyn_sample.csv"
+
+
+TINY_GRAPH_ROWS = [
+    {"kind": "node", "label": "Category", "key": "J06",
+     "props": {"name": "Острые инфекции верхних дыхательных путей", "n_examples": 3, "n_notes": 3}},
+    {"kind": "node", "label": "Category", "key": "I10", "props": {"name": "Эссенциальная гипертензия",
+                                                                  "n_examples": 2, "n_notes": 2}},
+    *({"kind": "node", "label": "Symptom", "key": name, "props": {"name": name}}
+      for name in ("кашель", "насморк", "боль в горле", "лихорадка", "головная боль", "головокружение", "шум в ушах")),
+    *({"kind": "edge", "type": "HAS_SYMPTOM", "from": {"label": "Category", "key": "J06"},
+       "to": {"label": "Symptom", "key": name}, "source": "curated", "props": {"count": count}}
+      for name, count in (("кашель", 5), ("насморк", 4), ("боль в горле", 3), ("лихорадка", 2))),
+    *({"kind": "edge", "type": "HAS_SYMPTOM", "from": {"label": "Category", "key": "I10"},
+       "to": {"label": "Symptom", "key": name}, "source": "curated", "props": {"count": count}}
+      for name, count in (("головная боль", 5), ("головокружение", 3), ("шум в ушах", 1))),
+]
+
+REAL_NOTE_TEXTS = {
+    "J06": ["Пациент {n} жалуется на кашель с мокротой, насморк, заложенность носа, боль в горле при глотании, "
+            "общую слабость и повышение температуры тела до тридцати восьми градусов в течение трёх дней. "
+            "Заболел остро после переохлаждения, принимал жаропонижающие без эффекта, аппетит снижен, сон нарушен."],
+    "I10": ["Пациентка {n} жалуется на головную боль в затылочной области, головокружение, шум в ушах, мелькание "
+            "мушек перед глазами, повышение артериального давления до ста шестидесяти на сто миллиметров ртутного "
+            "столба. Болеет около пяти лет, препараты принимает нерегулярно, ухудшение после стресса на работе."],
+}
+
+
+@pytest.fixture
+def tiny_graph(settings, db, tmp_path):
+    """A two-category graph (J06, I10) imported through graph's generic JSONL importer, on its own graph key."""
+    import dataclasses
+    import uuid
+
+    from graph.importers import generic_payload
+    from graph.services import graph_import
+    from graph.store import store_for
+
+    config = dataclasses.replace(settings.GRAPH, database=f"medsyn_gen_{uuid.uuid4().hex[:10]}")
+    settings.GRAPH = config
+    store = store_for(config)
+    path = tmp_path / "tiny_graph.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in TINY_GRAPH_ROWS), encoding="utf-8")
+    graph_import(source="generation-test", files=[path], parse=lambda: generic_payload(path), store=store)
+    yield store
+    store.drop()
+
+
+@pytest.fixture
+def real_notes(db):
+    """Real example notes (over 30 words) for J06 and I10."""
+    from generation.models import Note
+    from generation.services import note_content_hash
+
+    notes = []
+    for category, texts in REAL_NOTE_TEXTS.items():
+        for n in range(3 if category == "J06" else 2):
+            text = texts[0].format(n=n + 1)
+            notes.append(Note.objects.create(
+                origin=Note.Origin.REAL, text=text, icd_code=category, icd_category=category,
+                source_dataset="test", split="train",
+                content_hash=note_content_hash(origin=Note.Origin.REAL, icd_code=category, text=text)))
+    return notes
+
+
+@pytest.fixture
+def tiny_model_config(db, tiny_model_dir):
+    from generation.models import ModelConfig
+
+    return ModelConfig.objects.create(name="tiny-local", backend=ModelConfig.Backend.LOCAL,
+                                      model_path=str(tiny_model_dir), temperature=1.0, top_p=1.0, max_new_tokens=8,
+                                      batch_size=4)

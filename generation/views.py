@@ -1,0 +1,107 @@
+"""HTML views (htmx) for generation: jobs, the new-job form with its plan preview, the job page, notes."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from graph.store import GraphUnavailable
+
+from . import selectors
+from .forms import JobForm
+from .jobs import do_cancel_job, do_create_job, do_resume_job, job_plan_preview
+from .models import GenerationJob, ModelConfig, Note, PromptTemplate
+from .planning import PlanError
+
+RUN_GENERATION = "medsyn_site.run_generation"
+
+
+def _generation(view):
+    return login_required(permission_required(RUN_GENERATION, raise_exception=True)(view))
+
+
+@_generation
+def home(request: HttpRequest) -> HttpResponse:
+    jobs = Paginator(selectors.generation_jobs_list(), 25).get_page(request.GET.get("page"))
+    return render(request, "generation/home.html", {"jobs": jobs})
+
+
+@_generation
+def new(request: HttpRequest) -> HttpResponse:
+    """GET: the form (categories prefilled from ?code=). POST action=preview: the plan table; action=launch."""
+    if request.method != "POST":
+        default_model = ModelConfig.objects.order_by("name").first()
+        form = JobForm(initial={"categories": request.GET.get("code", ""), "model_config": default_model})
+        return render(request, "generation/new.html", {"form": form})
+    form = JobForm(request.POST)
+    context: dict = {"form": form}
+    if form.is_valid():
+        plan_request = form.plan_request()
+        try:
+            if request.POST.get("action") == "launch":
+                job = do_create_job(request=plan_request, model_config=form.cleaned_data["model_config"],
+                                    user=request.user, budget_cap=form.cleaned_data["budget_cap"])
+                messages.success(request, _("Job %(id)s launched.") % {"id": job.pk})
+                return redirect("generation:job", pk=job.pk)
+            context["plan"] = job_plan_preview(plan_request)
+        except PlanError as error:
+            context["plan_error"] = str(error)
+        except PromptTemplate.DoesNotExist:
+            context["plan_error"] = _("No prompt template for this variant and language.")
+        except GraphUnavailable as error:
+            context["plan_error"] = _("The knowledge graph is unavailable: %(error)s") % {"error": error}
+    template = "generation/_plan_preview.html" if request.htmx else "generation/new.html"
+    return render(request, template, context)
+
+
+@_generation
+def job(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(GenerationJob.objects.select_related("model_config", "prompt_template"), pk=pk)
+    context = {"job": job, "errors": selectors.generation_job_errors(job=job)[:200]}
+    if request.htmx:
+        response = render(request, "generation/_job_status.html", context)
+        if job.finished:
+            return HttpResponseStopPolling(response.content)
+        return response
+    return render(request, "generation/job.html", context)
+
+
+@require_POST
+@_generation
+def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    do_cancel_job(job=get_object_or_404(GenerationJob, pk=pk))
+    return redirect("generation:job", pk=pk)
+
+
+@require_POST
+@_generation
+def job_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    do_resume_job(job=get_object_or_404(GenerationJob, pk=pk))
+    return redirect("generation:job", pk=pk)
+
+
+NOTE_FILTERS = ("code", "model", "variant", "check", "job")
+
+
+@_generation
+def notes(request: HttpRequest) -> HttpResponse:
+    filters = {name: request.GET.get(name, "").strip() for name in NOTE_FILTERS}
+    if filters["job"] and not filters["job"].isdigit():
+        filters["job"] = ""
+    page = Paginator(selectors.synthetic_notes_filter(**filters), 25).get_page(request.GET.get("page"))
+    context = {"notes": page, "filters": filters, "models": ModelConfig.objects.values_list("name", flat=True),
+               "variants": PromptTemplate.Variant.choices}
+    template = "generation/_notes_table.html" if request.htmx else "generation/notes.html"
+    return render(request, template, context)
+
+
+@_generation
+def note(request: HttpRequest, pk: int) -> HttpResponse:
+    note = get_object_or_404(Note, pk=pk, origin=Note.Origin.SYNTHETIC)
+    return render(request, "generation/note.html", {"note": note, "meta": note.metadata})
