@@ -255,3 +255,36 @@ class GenerationItem(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id} item {self.index} ({self.status})"
+
+
+class SymptomProposal(models.Model):
+    """A symptom an LLM extracted from real notes of a category: a proposed HAS_SYMPTOM edge (source "llm")
+    that enters the graph only when a researcher accepts it."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", _("Proposed")
+        ACCEPTED = "accepted", _("Accepted")
+        REJECTED = "rejected", _("Rejected")
+
+    category = models.CharField(max_length=3)
+    symptom_key = models.CharField(max_length=200)
+    symptom = models.CharField(max_length=200)
+    note_ids = models.JSONField(default=list)  # the real notes it was extracted from (each counted once)
+    model_config = models.ForeignKey(ModelConfig, null=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.PROPOSED)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    graph_version = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["category", "symptom_key"]
+        constraints = [models.UniqueConstraint(fields=["category", "symptom_key"], name="symptom_proposal_once")]
+
+    def __str__(self) -> str:
+        return f"{self.category} → {self.symptom} ({self.status})"
+
+    @property
+    def support(self) -> int:
+        return len(self.note_ids)

@@ -11,4 +11,5 @@ urlpatterns = [
     path("jobs/<int:pk>/resume/", views.job_resume, name="job_resume"),
     path("notes/", views.notes, name="notes"),
     path("notes/<int:pk>/", views.note, name="note"),
+    path("enrichment/", views.enrichment, name="enrichment"),
 ]

@@ -105,3 +105,35 @@ def notes(request: HttpRequest) -> HttpResponse:
 def note(request: HttpRequest, pk: int) -> HttpResponse:
     note = get_object_or_404(Note, pk=pk, origin=Note.Origin.SYNTHETIC)
     return render(request, "generation/note.html", {"note": note, "meta": note.metadata})
+
+
+@_generation
+def enrichment(request: HttpRequest) -> HttpResponse:
+    """Start an LLM symptom-extraction job; accept or reject its proposed HAS_SYMPTOM edges."""
+    from .enrichment import do_review_symptom_proposals
+    from .jobs import queue_for
+    from .models import SymptomProposal
+    from .tasks import run_symptom_extraction
+
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "extract":
+            config = get_object_or_404(ModelConfig, pk=request.POST.get("model_config"))
+            categories = [c.strip().upper() for c in request.POST.get("categories", "").split(",") if c.strip()]
+            if not categories:
+                messages.error(request, _("Name at least one ICD-10 category."))
+            else:
+                run_symptom_extraction.apply_async(args=[config.pk, categories, 20], queue=queue_for(config))
+                messages.success(request, _("Symptom extraction started; proposals appear here as notes are read."))
+        elif action in ("accept", "reject"):
+            chosen = list(SymptomProposal.objects.filter(pk__in=request.POST.getlist("proposal")))
+            try:
+                done = do_review_symptom_proposals(actor=request.user, proposals=chosen, accept=action == "accept")
+                messages.success(request, _("%(n)s proposals reviewed.") % {"n": done})
+            except GraphUnavailable:
+                messages.error(request, _("The graph database is unavailable; nothing was changed."))
+        return redirect("generation:enrichment")
+    proposals = SymptomProposal.objects.filter(status=SymptomProposal.Status.PROPOSED)[:500]
+    reviewed = SymptomProposal.objects.exclude(status=SymptomProposal.Status.PROPOSED).order_by("-reviewed_at")[:50]
+    return render(request, "generation/enrichment.html", {
+        "proposals": proposals, "reviewed": reviewed, "configs": ModelConfig.objects.order_by("name")})

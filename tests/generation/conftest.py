@@ -26,6 +26,7 @@ class FakeOpenAIServer:
     faults: deque = field(default_factory=deque)
     persistent_status: int | None = None
     requests: list[dict] = field(default_factory=list)
+    replies: deque = field(default_factory=deque)  # scripted answer texts, used before the default echo
 
     def script(self, *faults: tuple) -> None:
         self.faults.extend(faults)
@@ -69,7 +70,9 @@ def _handler_for(server_state: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]
                 "id": f"cmpl-{len(server_state.requests)}", "object": "chat.completion", "created": 0,
                 "model": payload["model"],
                 "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": f"Ответ на: {user}"}}],
+                             "message": {"role": "assistant",
+                                         "content": server_state.replies.popleft() if server_state.replies
+                                         else f"Ответ на: {user}"}}],
                 "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
             }
             try:
