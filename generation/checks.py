@@ -124,6 +124,32 @@ def ngram_jaccard(first: str, second: str, n: int = 5) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
+class RealNotesIndex:
+    """Character 5-gram sets of every real note, read once, for near-copy (memorisation) checks."""
+
+    def __init__(self, texts: list[tuple[int, str]]) -> None:
+        self._grams = [(note_id, char_ngrams(text)) for note_id, text in texts]
+
+    @classmethod
+    def from_database(cls) -> RealNotesIndex:
+        from .models import Note
+
+        return cls(list(Note.objects.filter(origin=Note.Origin.REAL).values_list("id", "text")))
+
+    def closest(self, text: str) -> tuple[int | None, float]:
+        """(id of the most similar real note, its 5-gram Jaccard similarity)."""
+        grams = char_ngrams(text)
+        best_id, best = None, 0.0
+        if not grams:
+            return best_id, best
+        for note_id, other in self._grams:
+            if other:
+                score = len(grams & other) / len(grams | other)
+                if score > best:
+                    best_id, best = note_id, score
+        return best_id, best
+
+
 def longest_common_substring(first: str, second: str) -> int:
     """Length in characters of the longest run the two texts share (case and spacing ignored)."""
     a, b = " ".join(first.lower().split()), " ".join(second.lower().split())
@@ -168,6 +194,7 @@ def note_check(
     example: str = "",
     prompt: str = "",
     thresholds: CheckThresholds | None = None,
+    real_notes: RealNotesIndex | None = None,
 ) -> CheckReport:
     """Every check on one note; report.passed is False with a reason for each threshold missed."""
     limits = thresholds or CheckThresholds()
@@ -207,6 +234,13 @@ def note_check(
         if jaccard > limits.near_copy_jaccard_max or substring_share > limits.near_copy_substring_share_max:
             reasons.append(f"near copy of the example (5-gram Jaccard {jaccard:.2f}, "
                            f"longest shared run {substring_share:.0%} of the note)")
+
+    if real_notes is not None:
+        closest_id, similarity = real_notes.closest(note)
+        scores["real_note_jaccard"] = round(similarity, 4)
+        scores["closest_real_note"] = closest_id
+        if similarity > limits.near_copy_jaccard_max:
+            reasons.append(f"near copy of real note {closest_id} (5-gram Jaccard {similarity:.2f})")
 
     if prompt.strip():
         echo = prompt_echo(note, prompt, inputs=[example, *(symptoms or [])])

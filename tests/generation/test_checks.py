@@ -83,3 +83,17 @@ def test_thresholds_are_configurable():
     note = "Пациент жалуется на кашель с мокротой в течение недели, усиливающийся по утрам, слабость и потливость."
     assert note_check(note, symptoms=SYMPTOMS, thresholds=CheckThresholds(symptom_recall_min=0.3)).passed
     assert not note_check(GOOD_NOTE, thresholds=CheckThresholds(words_max=10)).passed
+
+
+def test_near_copy_of_any_real_note_is_flagged():
+    from generation.checks import RealNotesIndex, note_check
+
+    copied = "Жалобы на сухой кашель по ночам, заложенность носа, першение в горле, температура 37.5 три дня."
+    index = RealNotesIndex([(7, "Головная боль в затылке, головокружение, шум в ушах."), (42, copied)])
+    report = note_check(copied.replace("три", "четыре"), real_notes=index)
+    assert report.scores["closest_real_note"] == 42 and report.scores["real_note_jaccard"] > 0.8
+    assert any("near copy of real note 42" in reason for reason in report.reasons) and not report.passed
+    fresh = note_check("Пациентка отмечает боли в пояснице после подъёма тяжести, онемение левой стопы, "
+                       "усиление боли при наклонах.", real_notes=index)
+    assert fresh.scores["real_note_jaccard"] < 0.3
+    assert not any("real note" in reason for reason in fresh.reasons)
