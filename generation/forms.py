@@ -8,7 +8,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .jobs import PlanRequest
-from .models import Language, ModelConfig, PromptTemplate
+from .models import Language, ModelConfig, NoteImportJob, PromptTemplate
 from .planning import DEFAULT_MIN_WORDS
 
 CATEGORY = re.compile(r"^[A-Z]\d{2}$")
@@ -79,3 +79,10 @@ class JobForm(forms.Form):
             min_words=data["min_words"], temperature=data["temperature"], top_p=data["top_p"],
             max_new_tokens=data["max_new_tokens"],
         )
+
+
+class NoteImportForm(forms.Form):
+    kind = forms.ChoiceField(label=_("File type"), choices=NoteImportJob.Kind.choices)
+    split = forms.ChoiceField(label=_("Split (real notes)"), choices=[("train", "train"), ("dev", "dev"),
+                                                                      ("test", "test")], initial="train")
+    upload = forms.FileField(label=_("File"))

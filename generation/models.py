@@ -288,3 +288,39 @@ class SymptomProposal(models.Model):
     @property
     def support(self) -> int:
         return len(self.note_ids)
+
+
+class NoteImportJob(models.Model):
+    """A notes file uploaded by an admin (RuMedTop3 jsonl or MedSyn release CSV), imported by a Celery worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    class Kind(models.TextChoices):
+        RUMEDTOP3 = "rumedtop3", _("Real notes: RuMedTop3 jsonl (idx, symptoms, code)")
+        MEDSYN_CSV = "medsyn_csv", _("Synthetic notes: MedSyn release CSV")
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    split = models.CharField(max_length=16, blank=True, default="")
+    upload = models.FileField(upload_to="note_imports/")
+    original_name = models.CharField(max_length=255)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"note import {self.pk} {self.original_name} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)

@@ -12,4 +12,6 @@ urlpatterns = [
     path("notes/", views.notes, name="notes"),
     path("notes/<int:pk>/", views.note, name="note"),
     path("enrichment/", views.enrichment, name="enrichment"),
+    path("import/", views.note_import, name="note_import"),
+    path("import/<int:pk>/", views.note_import_job, name="note_import_job"),
 ]

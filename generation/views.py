@@ -137,3 +137,35 @@ def enrichment(request: HttpRequest) -> HttpResponse:
     reviewed = SymptomProposal.objects.exclude(status=SymptomProposal.Status.PROPOSED).order_by("-reviewed_at")[:50]
     return render(request, "generation/enrichment.html", {
         "proposals": proposals, "reviewed": reviewed, "configs": ModelConfig.objects.order_by("name")})
+
+
+def _manage_graph(view):
+    return login_required(permission_required("medsyn_site.manage_graph", raise_exception=True)(view))
+
+
+@_manage_graph
+def note_import(request: HttpRequest) -> HttpResponse:
+    """Admins upload a notes file; a Celery job validates and imports it all or nothing."""
+    from .forms import NoteImportForm
+    from .models import NoteImportJob
+    from .tasks import run_note_import
+
+    form = NoteImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["upload"]
+        job = NoteImportJob.objects.create(kind=form.cleaned_data["kind"], split=form.cleaned_data["split"],
+                                           upload=upload, original_name=upload.name[:255], created_by=request.user)
+        run_note_import.apply_async(args=[job.pk], queue="default")
+        return redirect("generation:note_import_job", pk=job.pk)
+    return render(request, "generation/note_import.html", {"form": form, "jobs": NoteImportJob.objects.all()[:20]})
+
+
+@_manage_graph
+def note_import_job(request: HttpRequest, pk: int) -> HttpResponse:
+    from .models import NoteImportJob
+
+    job = get_object_or_404(NoteImportJob, pk=pk)
+    if request.htmx:
+        response = render(request, "generation/_note_import_status.html", {"job": job})
+        return HttpResponseStopPolling(response.content) if job.finished else response
+    return render(request, "generation/note_import_job.html", {"job": job})
