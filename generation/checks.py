@@ -12,8 +12,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from razdel import tokenize
+
+if TYPE_CHECKING:
+    from .bertscore import BertScorer
 
 CONTENT_POS_SKIPPED = frozenset({"PREP", "CONJ", "PRCL", "INTJ", "NPRO", "PRED"})
 WORD = re.compile(r"^[^\W\d_]+(?:-[^\W\d_]+)*$")
@@ -37,6 +41,8 @@ class CheckThresholds:
     symptom_lemma_share_min: float = 0.5  # share of a symptom's content lemmas the note must contain
     example_precision_min: float | None = None
     near_copy_jaccard_max: float = 0.6
+    bertscore_recall_min: float = 0.65  # the paper's thresholds, used when a scoring model is configured
+    bertscore_precision_min: float = 0.7
     near_copy_substring_share_max: float = 0.5  # longest common substring / note length
     words_min: int = 10
     words_max: int = 800
@@ -195,6 +201,7 @@ def note_check(
     prompt: str = "",
     thresholds: CheckThresholds | None = None,
     real_notes: RealNotesIndex | None = None,
+    scorer: BertScorer | None = None,
 ) -> CheckReport:
     """Every check on one note; report.passed is False with a reason for each threshold missed."""
     limits = thresholds or CheckThresholds()
@@ -234,6 +241,18 @@ def note_check(
         if jaccard > limits.near_copy_jaccard_max or substring_share > limits.near_copy_substring_share_max:
             reasons.append(f"near copy of the example (5-gram Jaccard {jaccard:.2f}, "
                            f"longest shared run {substring_share:.0%} of the note)")
+
+    if scorer is not None and symptoms:
+        recall = scorer.score(note, "; ".join(symptoms)).recall
+        scores["bertscore_recall"] = round(recall, 4)
+        if recall < limits.bertscore_recall_min:
+            reasons.append(f"BERTScore recall of the symptoms {recall:.2f} below {limits.bertscore_recall_min:.2f}")
+    if scorer is not None and example.strip():
+        precision = scorer.score(note, example).precision
+        scores["bertscore_precision"] = round(precision, 4)
+        if precision < limits.bertscore_precision_min:
+            reasons.append(f"BERTScore precision against the example {precision:.2f} below "
+                           f"{limits.bertscore_precision_min:.2f}")
 
     if real_notes is not None:
         closest_id, similarity = real_notes.closest(note)

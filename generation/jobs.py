@@ -25,6 +25,7 @@ from graph.sampling import SamplingData, sampling_data_load
 from graph.store import get_graph_store
 
 from .backends.base import GenerationBackend, GenerationRequest, GenerationResult, backend_for
+from .bertscore import BertScorer, bert_scorer_configured
 from .checks import CheckThresholds, RealNotesIndex, note_check
 from .models import GenerationItem, GenerationJob, ModelConfig, Note, PromptTemplate
 from .planning import DEFAULT_MIN_WORDS, Plan, PlanError, examples_group, plan_build
@@ -231,7 +232,8 @@ def result_clean(result: GenerationResult) -> GenerationResult:
 
 
 def item_record(job: GenerationJob, config: ModelConfig, item_id: int, result: GenerationResult,
-                thresholds: CheckThresholds, real_notes: RealNotesIndex | None = None) -> str | None:
+                thresholds: CheckThresholds, real_notes: RealNotesIndex | None = None,
+                scorer: BertScorer | None = None) -> str | None:
     """Store one result: note + item status + job counters in one transaction. Returns the new item status,
     or None when the item was no longer pending (done by an earlier delivery of the task)."""
     result = result_clean(result)
@@ -253,7 +255,7 @@ def item_record(job: GenerationJob, config: ModelConfig, item_id: int, result: G
             example = item.example_text if job.prompt_template.variant == "symptoms_example" else ""
             report = note_check(result.text, language=language, symptoms=item.symptoms, example=example,
                                 prompt=f"{item.prompt_system}\n{item.prompt_user}", thresholds=thresholds,
-                                real_notes=real_notes).as_dict()
+                                real_notes=real_notes, scorer=scorer).as_dict()
             code = item.donor_code or item.category
             digest = note_content_hash(origin=Note.Origin.SYNTHETIC, icd_code=code, text=result.text)
             try:
@@ -320,6 +322,7 @@ def _batches_run(job: GenerationJob, config: ModelConfig, backend: GenerationBac
     job_id = job.pk
     thresholds = check_thresholds_for(job)
     real_notes = RealNotesIndex.from_database()  # memorisation check against every real note, read once
+    scorer = bert_scorer_configured()
     while True:
         job.refresh_from_db()
         if job.status != GenerationJob.Status.RUNNING:
@@ -338,7 +341,7 @@ def _batches_run(job: GenerationJob, config: ModelConfig, backend: GenerationBac
                     for item in batch]
         results = backend.generate(requests)
         for item, result in zip(batch, results, strict=True):
-            item_record(job, config, item.pk, result, thresholds, real_notes)
+            item_record(job, config, item.pk, result, thresholds, real_notes, scorer)
     job.refresh_from_db()
     if job.ok == 0 and job.failed > 0:
         _finish(job_id, GenerationJob.Status.FAILED, "no item could be generated; see the item errors")

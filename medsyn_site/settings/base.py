@@ -103,6 +103,8 @@ OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 MODEL_CACHE_DIR = env_dir("MEDSYN_MODEL_DIR", VAR_DIR / "models")
 DEFAULT_MODEL_NAME = env_str("MEDSYN_DEFAULT_MODEL", "smollm2-135m-instruct")
 DEFAULT_MODEL_DIR = MODEL_CACHE_DIR / DEFAULT_MODEL_NAME
+# Optional local encoder for BERTScore checks (e.g. a multilingual BERT directory); lexical checks otherwise.
+SCORING_MODEL_DIR = env_dir("MEDSYN_SCORING_MODEL_DIR", Path()) if env_str("MEDSYN_SCORING_MODEL_DIR", "") else None
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
