@@ -13,8 +13,8 @@ from rest_framework.views import APIView
 
 from .models import Study
 from .results import study_results
+from .selectors import studies_open_for_rater
 from .services import StudyStateError, assignment_next, do_skip_item, do_submit_rating
-from .views import _rater_studies
 
 
 class HasPermission(BasePermission):
@@ -61,7 +61,7 @@ class RaterStudiesView(APIView):
 
     @extend_schema(responses=RaterStudySerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(RaterStudySerializer(_rater_studies(request.user), many=True).data)
+        return Response(RaterStudySerializer(studies_open_for_rater(request.user), many=True).data)
 
 
 class NextItemView(APIView):
@@ -69,7 +69,7 @@ class NextItemView(APIView):
 
     @extend_schema(responses={200: RaterItemSerializer, 204: None})
     def get(self, request: Request, study_id: int) -> Response:
-        study = get_object_or_404(_rater_studies(request.user), pk=study_id)
+        study = get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
         try:
             assignment = assignment_next(study=study, physician=request.user)
         except PermissionDenied as error:
@@ -84,7 +84,7 @@ class SubmitView(APIView):
 
     @extend_schema(request=SubmitSerializer, responses={201: None})
     def post(self, request: Request, study_id: int) -> Response:
-        study = get_object_or_404(_rater_studies(request.user), pk=study_id)
+        study = get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
         payload = SubmitSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
@@ -103,7 +103,7 @@ class SkipView(APIView):
 
     @extend_schema(request=SkipSerializer, responses={201: None})
     def post(self, request: Request, study_id: int) -> Response:
-        study = get_object_or_404(_rater_studies(request.user), pk=study_id)
+        study = get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
         payload = SkipSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         try:

@@ -5,7 +5,7 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from .forms import StudyCreateForm
 from .models import Assignment, Rating, Study
 from .results import bar_chart_svg, ratings_csv, study_results
+from .selectors import studies_open_for_rater
 from .services import (
     StudyStateError,
     SyntheticFilter,
@@ -30,11 +31,6 @@ from .services import (
 SCALE = range(1, 6)
 
 
-def _rater_studies(user):
-    studies = Study.objects.filter(state=Study.State.OPEN)
-    return studies.filter(Q(physicians=None) | Q(physicians=user)).distinct()
-
-
 def _progress(study: Study, user) -> dict:
     done = Assignment.objects.filter(study=study, physician=user, status=Assignment.Status.DONE).count()
     skipped = Assignment.objects.filter(study=study, physician=user, status=Assignment.Status.SKIPPED).count()
@@ -49,13 +45,12 @@ def _progress(study: Study, user) -> dict:
 @login_required
 @permission_required("medsyn_site.rate_notes", raise_exception=True)
 def rate_home(request: HttpRequest) -> HttpResponse:
-    studies = [(study, _progress(study, request.user)) for study in _rater_studies(request.user)]
+    studies = [(study, _progress(study, request.user)) for study in studies_open_for_rater(request.user)]
     return render(request, "review/rate_home.html", {"studies": studies})
 
 
 def _rater_study(request: HttpRequest, study_id: int) -> Study:
-    study = get_object_or_404(_rater_studies(request.user), pk=study_id)
-    return study
+    return get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
 
 
 def _answers(request: HttpRequest) -> dict:
