@@ -276,7 +276,8 @@ def stack_up(layout: StackLayout) -> int:
         if env["DATABASE_URL"].endswith(f"host={layout.postgres}"):
             postgres_start(layout.postgres, "medsyn")
         print("[2/6] FalkorDB graph + Redis broker", flush=True)
-        if env["GRAPH_URL"].startswith(f"falkordb://127.0.0.1:{layout.redis_port}"):
+        local_redis = f"127.0.0.1:{layout.redis_port}"
+        if local_redis in env["GRAPH_URL"] or local_redis in env["CELERY_BROKER_URL"]:
             redis_proc = falkordb_start(
                 layout.redis_port, layout.falkordb, persist=True, log=layout.logs / "falkordb.log"
             )
