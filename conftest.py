@@ -99,7 +99,8 @@ class WorkerPool:
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
                 raise RuntimeError(f"worker {name} exited; see {self.log_dir / f'worker-{name}.log'}")
-            if check_worker_queue(queue).ok and f"{name}@" in check_worker_queue(queue).detail:
+            status = check_worker_queue(queue)
+            if status.ok and f"{name}@" in status.detail:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"worker {name} not ready after {timeout} s")

@@ -54,8 +54,9 @@ def enrichment_run(*, model_config: ModelConfig, categories: list[str], notes_pe
                                   user=EXTRACTION_USER.format(text=note.text)) for note in notes]
     by_id = {str(note.pk): note for note in notes}
     counts = {"notes": len(notes), "failed": 0, "proposals_new": 0}
-    for start in range(0, len(requests), max(1, model_config.batch_size)):
-        for result in backend.generate(requests[start:start + max(1, model_config.batch_size)]):
+    batch_size = max(1, model_config.batch_size)
+    for start in range(0, len(requests), batch_size):
+        for result in backend.generate(requests[start:start + batch_size]):
             if not result.ok:
                 counts["failed"] += 1
                 continue

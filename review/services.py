@@ -19,6 +19,7 @@ from generation.models import Note
 
 from .blinding import length_band, rater_text
 from .models import Assignment, AuditRecord, Rating, Study, StudyItem
+from .selectors import rater_listed_for
 
 DEFAULT_QUESTIONS: dict = {
     "origin": {"label": "Was this note written by a clinician or generated?", "choices": ["real", "synthetic"]},
@@ -190,7 +191,7 @@ def do_close_study(*, actor: AbstractBaseUser, study: Study) -> Study:
 def _check_rater(study: Study, physician: AbstractBaseUser) -> None:
     if not physician.has_perm("medsyn_site.rate_notes"):
         raise PermissionDenied("Only physicians rate notes.")
-    if study.physicians.exists() and not study.physicians.filter(pk=physician.pk).exists():
+    if not rater_listed_for(study, physician):
         raise PermissionDenied("You are not a rater of this study.")
 
 

@@ -165,3 +165,14 @@ def test_each_physician_gets_a_personal_reproducible_order(make_user, note_pool)
     first, second = order(make_user("physician")), order(make_user("physician"))
     assert sorted(first) == sorted(second) == sorted(study.items.values_list("id", flat=True))
     assert first != second
+
+
+def test_a_rater_list_admits_only_the_listed_physicians(make_user, note_pool):
+    curator = make_user("curator")
+    study = do_create_study(actor=curator, name="listed", overlap_k=1)
+    do_build_study_pool(actor=curator, study=study, n_per_origin=2, seed=4)
+    listed, other = make_user("physician"), make_user("physician")
+    do_open_study(actor=curator, study=study, physicians=[listed])
+    assert assignment_next(study=study, physician=listed) is not None
+    with pytest.raises(PermissionDenied):
+        assignment_next(study=study, physician=other)
