@@ -19,6 +19,14 @@ class Language(models.TextChoices):
     ENGLISH = "en", _("English")
 
 
+class ReviewState(models.TextChoices):
+    GENERATED = "generated", _("Generated")
+    PENDING_REVIEW = "pending_review", _("Pending review")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+    NEEDS_EDIT = "needs_edit", _("Needs edit")
+
+
 class Note(models.Model):
     """One clinical note, real (imported) or synthetic (generated or imported from a MedSyn release).
 
@@ -40,6 +48,22 @@ class Note(models.Model):
     content_hash = models.CharField(max_length=64, unique=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Curation of synthetic notes (review.curation changes these, one audited action per transition).
+    review_state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.GENERATED,
+                                    db_index=True)
+    review_reason = models.TextField(blank=True, default="")
+    version = models.PositiveIntegerField(default=1)  # earlier texts are kept in review.NoteVersion
+    # Set by the background scans (review.scans); an edit clears them until the next scan.
+    near_duplicate_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    duplicate_jaccard = models.FloatField(null=True, blank=True)
+    duplicates_checked_version = models.PositiveIntegerField(null=True, blank=True)
+    memorisation_real_note = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                               related_name="+")
+    memorisation_ngram = models.PositiveIntegerField(null=True, blank=True)
+    memorisation_score = models.FloatField(null=True, blank=True)
+    memorised = models.BooleanField(default=False)
+    memorisation_checked_version = models.PositiveIntegerField(null=True, blank=True)
+    flag_override = models.BooleanField(default=False)  # an audited decision to release a flagged note
 
     class Meta:
         ordering = ["id"]
@@ -47,6 +71,26 @@ class Note(models.Model):
 
     def __str__(self) -> str:
         return f"{self.origin} {self.icd_code}: {self.text[:60]}"
+
+    @property
+    def flagged(self) -> bool:
+        """A near duplicate of an earlier note or a memorised real note: held back from releases."""
+        return self.near_duplicate_of_id is not None or self.memorised
+
+    @property
+    def memorisation_current(self) -> bool:
+        return self.memorisation_checked_version == self.version
+
+    @property
+    def release_blocker(self) -> str:
+        """Why this note cannot go into a release now ("" when it can)."""
+        if self.origin == self.Origin.SYNTHETIC and self.review_state != ReviewState.APPROVED:
+            return f"not approved ({self.get_review_state_display()})"
+        if self.origin == self.Origin.SYNTHETIC and not self.memorisation_current:
+            return "not checked for memorisation at this version"
+        if self.flagged and not self.flag_override:
+            return "flagged " + ("(memorised real note)" if self.memorised else "(near duplicate)")
+        return ""
 
 
 class PromptTemplate(models.Model):

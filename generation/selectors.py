@@ -30,9 +30,12 @@ def generation_job_errors(*, job: GenerationJob) -> QuerySet[GenerationItem]:
 
 
 def synthetic_notes_filter(*, code: str = "", model: str = "", variant: str = "", check: str = "",
-                           job: int | str | None = None) -> QuerySet[Note]:
-    """Generated notes filtered by ICD-10 code prefix, model configuration name, variant, check outcome and job."""
-    notes = Note.objects.filter(origin=Note.Origin.SYNTHETIC, metadata__has_key="job_id").order_by("-id")
+                           job: int | str | None = None, generated_only: bool = True) -> QuerySet[Note]:
+    """Synthetic notes filtered by ICD-10 code prefix, model configuration name, variant, check outcome and job;
+    generated_only leaves out notes imported from a MedSyn release file (they have no job)."""
+    notes = Note.objects.filter(origin=Note.Origin.SYNTHETIC).order_by("-id")
+    if generated_only:
+        notes = notes.filter(metadata__has_key="job_id")
     if code:
         notes = notes.filter(icd_code__istartswith=code.strip())
     if model:

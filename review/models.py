@@ -123,3 +123,129 @@ class AuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}#{self.object_id}"
+
+
+class NoteVersion(models.Model):
+    """An earlier text of an edited note (the note itself holds the current one): originals are never lost."""
+
+    note = models.ForeignKey("generation.Note", on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    text = models.TextField()
+    checks = models.JSONField(default=dict, blank=True)  # the automatic checks of that text
+    edited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    edit_reason = models.TextField(blank=True, default="")  # why it was replaced
+    replaced_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["note", "version"]
+        constraints = [models.UniqueConstraint(fields=["note", "version"], name="note_version_once")]
+
+    def __str__(self) -> str:
+        return f"note {self.note_id} v{self.version}"
+
+
+class ScanJob(models.Model):
+    """A background scan of the synthetic notes: near duplicates (MinHash LSH) or memorisation of real notes."""
+
+    class Kind(models.TextChoices):
+        DUPLICATES = "duplicates", _("Near duplicates among synthetic notes")
+        MEMORISATION = "memorisation", _("Memorisation of real notes")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    flagged = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} scan {self.pk} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.processed / self.total) if self.total else (100 if self.finished else 0)
+
+
+class Release(models.Model):
+    """A named, versioned, immutable snapshot of approved notes (its ReleaseNote rows) and its export.
+
+    Only the export_* fields ever change after creation; a database trigger refuses any other update.
+    """
+
+    class ExportStatus(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    EXPORT_FIELDS = ("export_status", "export_progress", "export_error", "export_files", "export_stats",
+                     "exported_at", "export_folder")
+
+    name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    description = models.TextField(blank=True, default="")
+    licence = models.CharField(max_length=50, default="mit")
+    include_real = models.BooleanField(default=False)
+    real_data_licence = models.CharField(max_length=100, blank=True, default="")
+    filters = models.JSONField(default=dict, blank=True)
+    note_count = models.PositiveIntegerField(default=0)
+    content_sha256 = models.CharField(max_length=64)  # over (note id, version, text) of every note, in idx order
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    export_status = models.CharField(max_length=8, choices=ExportStatus.choices, default=ExportStatus.QUEUED)
+    export_progress = models.PositiveSmallIntegerField(default=0)
+    export_error = models.TextField(blank=True, default="")
+    export_folder = models.CharField(max_length=300, blank=True, default="")  # under RELEASES_DIR
+    export_files = models.JSONField(default=list, blank=True)  # [{path, bytes, sha256}]
+    export_stats = models.JSONField(default=dict, blank=True)
+    exported_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="release_name_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def export_finished(self) -> bool:
+        return self.export_status in (self.ExportStatus.DONE, self.ExportStatus.FAILED)
+
+
+class ReleaseNote(models.Model):
+    """One note as frozen into a release: text and exported fields copied, never updated (database trigger)."""
+
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="notes")
+    idx = models.PositiveIntegerField()
+    note = models.ForeignKey("generation.Note", on_delete=models.PROTECT, related_name="release_entries")
+    note_version = models.PositiveIntegerField()
+    origin = models.CharField(max_length=16)
+    icd_code = models.CharField(max_length=16)
+    text = models.TextField()
+    fields = models.JSONField()  # every exported column but idx, ICD-10 and response (export.ALL_COLUMNS)
+
+    class Meta:
+        ordering = ["release", "idx"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "idx"], name="release_note_idx_unique"),
+            models.UniqueConstraint(fields=["release", "note"], name="release_note_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.release_id}#{self.idx}"

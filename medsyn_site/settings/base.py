@@ -131,6 +131,11 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 MEDIA_ROOT = VAR_DIR / "media"
+# Exported dataset releases, one folder per release (review.releases).
+RELEASES_DIR = VAR_DIR / "releases"
+# Real-note corpora that are open data, with their licence: an example note from any other source is written as
+# "private_data" in a release (and in the prompt column), as in the MedSyn release.
+OPEN_DATA_SOURCES = {"RuMedTop3": "Apache-2.0"}
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
 
