@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -178,9 +178,12 @@ def curation_override(request: HttpRequest, pk: int) -> HttpResponse:
 def curation_bulk(request: HttpRequest) -> HttpResponse:
     """Preview (no "expected" posted) or apply a bulk action over the queue's current filter."""
     form = _filter_form(request.POST)
-    notes = curation_notes(filters=_filters(form))
     action, reason = request.POST.get("action", ""), request.POST.get("reason", "")
-    context = {"action": action, "reason": reason, "filters": _filters(form), "form": form}
+    context = {"action": action, "reason": reason, "form": form}
+    if not form.is_valid():  # never act on a wider set than the filter the user wrote
+        context["error"] = _("Fix the filter first: %(errors)s") % {"errors": form.errors.as_text()}
+        return render(request, "review/_bulk_preview.html", context)
+    notes = curation_notes(filters=form.filters())
     try:
         if "expected" in request.POST:
             context["done"] = do_bulk_transition_notes(actor=request.user, notes=notes, action=action, reason=reason,
@@ -223,14 +226,18 @@ def releases(request: HttpRequest) -> HttpResponse:
                "can_create": can_create}
     if request.method == "POST":
         if not can_create:
-            raise Http404
-        filters = _filters(filter_form)
+            raise PermissionDenied
+        if not filter_form.is_valid():
+            context["error"] = _("Fix the filter first: %(errors)s") % {"errors": filter_form.errors.as_text()}
+            template = "review/_release_preview.html" if "preview" in request.POST else "review/releases.html"
+            return render(request, template, context, status=200 if request.htmx else 400)
+        filters = filter_form.filters()
+        if "preview" in request.POST:  # before the form is complete: counts only
+            context["preview"] = release_preview(filters=filters, include_real=bool(request.POST.get("include_real")))
+            return render(request, "review/_release_preview.html", context)
         if not form.is_valid():
             return render(request, "review/releases.html", context, status=400)
         data = form.cleaned_data
-        if "preview" in request.POST:
-            context["preview"] = release_preview(filters=filters, include_real=data["include_real"])
-            return render(request, "review/_release_preview.html", context)
         try:
             release = do_create_release(actor=request.user, name=data["name"], filters=filters,
                                         description=data["description"], licence=data["licence"],

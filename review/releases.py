@@ -18,6 +18,7 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from generation.models import Note, ReviewState
+from generation.services import Progress
 
 from .export import ReleaseCard, release_folder_write
 from .models import Rating, Release, ReleaseNote
@@ -171,10 +172,12 @@ def _snapshot_rows(release: Release, notes: Iterator[Note], digest) -> Iterator[
 
 
 @transaction.atomic
-def do_create_release(*, actor: AbstractBaseUser, name: str, filters: dict, description: str = "",
-                      licence: str = "mit", include_real: bool = False, real_data_licence: str = "") -> Release:
+def do_create_release(*, actor: AbstractBaseUser | None, name: str, filters: dict, description: str = "",
+                      licence: str = "mit", include_real: bool = False, real_data_licence: str = "",
+                      queue_export: bool = True) -> Release:
     """Freeze the releasable approved notes matching filters (and real notes only when include_real, with their
-    licence) as the next version of release `name`, and queue its export."""
+    licence) as the next version of release `name`, and queue its export (unless queue_export=False: the
+    create_release command exports in its own process)."""
     if include_real and not real_data_licence.strip():
         raise ReleaseError("A release that includes real notes must name their licence.")
     filters = {key: value for key, value in filters.items() if key != "state"}
@@ -185,7 +188,7 @@ def do_create_release(*, actor: AbstractBaseUser, name: str, filters: dict, desc
     release = Release(name=name, version=latest + 1, description=description, licence=licence,
                       include_real=include_real, real_data_licence=real_data_licence.strip() if include_real else "",
                       filters=filters, content_sha256="", created_by=actor)
-    release.full_clean(exclude=["content_sha256"])
+    release.full_clean(exclude=["content_sha256", "created_by"])  # a command has no user
     release.save()
     synthetic_ids = list(_releasable(release_synthetic_candidates(filters)).order_by("icd_code", "id")
                          .values_list("id", flat=True))
@@ -201,7 +204,8 @@ def do_create_release(*, actor: AbstractBaseUser, name: str, filters: dict, desc
     audit_write(actor=actor, action="create_release", obj=release, to_state="created", extra={
         "name": name, "version": release.version, "notes": release.note_count, "filters": filters,
         "include_real": include_real, "held_back": preview.held_back, "content_sha256": release.content_sha256})
-    transaction.on_commit(lambda: release_export_queue(release))
+    if queue_export:
+        transaction.on_commit(lambda: release_export_queue(release))
     return release
 
 
@@ -283,7 +287,7 @@ def release_provenance(release: Release) -> dict:
             "generation_jobs": sorted(jobs)}
 
 
-def release_export_run(release_id: int) -> None:
+def release_export_run(release_id: int, on_progress: Progress | None = None) -> None:
     """Write the release folder (export.release_folder_write) and record files, checksums and statistics.
 
     Runs again from the start on a redelivery: the folder is written aside and swapped in at the end.
@@ -296,6 +300,8 @@ def release_export_run(release_id: int) -> None:
     last = {"percent": -1}
 
     def progress(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(done, total)
         percent = int(100 * done / total) if total else 100
         if percent != last["percent"]:
             last["percent"] = percent

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from generation.models import Note
+from generation.services import Progress
 
 from .dedup import MemorisationIndex, near_duplicates
 from .models import ScanJob
@@ -20,7 +21,9 @@ WRITE_BATCH = 1000
 
 
 @transaction.atomic
-def do_start_scan(*, actor: AbstractBaseUser | None, kind: str) -> ScanJob:
+def do_start_scan(*, actor: AbstractBaseUser | None, kind: str, queue: bool = True) -> ScanJob:
+    """A new scan of this kind (or the one already waiting or running), queued to a worker unless queue=False
+    (the scan_notes command runs it in its own process)."""
     if kind not in ScanJob.Kind.values:
         raise ValueError(f"unknown scan {kind!r}; expected one of {', '.join(ScanJob.Kind.values)}")
     running = ScanJob.objects.select_for_update().filter(kind=kind, status__in=[ScanJob.Status.QUEUED,
@@ -29,7 +32,8 @@ def do_start_scan(*, actor: AbstractBaseUser | None, kind: str) -> ScanJob:
         return running  # one scan of a kind at a time: the button twice is the same scan
     scan = ScanJob.objects.create(kind=kind, created_by=actor)
     audit_write(actor=actor, action="start_scan", obj=scan, to_state=scan.status, extra={"kind": kind})
-    transaction.on_commit(lambda: _queue(scan))
+    if queue:
+        transaction.on_commit(lambda: _queue(scan))
     return scan
 
 
@@ -45,20 +49,23 @@ def _synthetic_texts() -> Iterator[tuple[int, str, int]]:
 
 
 class _Progress:
-    """Writes processed/total to the scan row at most once per percent."""
+    """Writes processed/total to the scan row at most once per percent (and tells `also`, e.g. a command's bar)."""
 
-    def __init__(self, scan: ScanJob) -> None:
+    def __init__(self, scan: ScanJob, also: Progress | None = None) -> None:
         self.scan_id = scan.pk
         self.last = -1
+        self.also = also
 
     def __call__(self, done: int, total: int) -> None:
+        if self.also is not None:
+            self.also(done, total)
         percent = int(100 * done / total) if total else 100
         if percent != self.last:
             self.last = percent
             ScanJob.objects.filter(pk=self.scan_id).update(processed=done, total=total)
 
 
-def duplicates_scan(scan: ScanJob) -> int:
+def duplicates_scan(scan: ScanJob, progress: _Progress) -> int:
     """Flag every synthetic note that is a near duplicate of an earlier one; clear the flag of the others."""
     total = Note.objects.filter(origin=Note.Origin.SYNTHETIC).count()
     versions: dict[int, int] = {}
@@ -68,7 +75,7 @@ def duplicates_scan(scan: ScanJob) -> int:
             versions[note_id] = version
             yield note_id, text
 
-    found = near_duplicates(texts(), progress=_Progress(scan), total=total)
+    found = near_duplicates(texts(), progress=progress, total=total)
     with transaction.atomic():
         notes = []
         for note_id, version in versions.items():
@@ -81,13 +88,12 @@ def duplicates_scan(scan: ScanJob) -> int:
     return len(found)
 
 
-def memorisation_scan(scan: ScanJob) -> int:
+def memorisation_scan(scan: ScanJob, progress: _Progress) -> int:
     """Check every synthetic note against all real notes; flag the ones that copy a real note."""
     index = MemorisationIndex(Note.objects.filter(origin=Note.Origin.REAL).values_list("id", "text")
                               .iterator(chunk_size=2000))
     thresholds = index.thresholds
     total = Note.objects.filter(origin=Note.Origin.SYNTHETIC).count()
-    progress = _Progress(scan)
     flagged = 0
     batch: list[Note] = []
     with transaction.atomic():
@@ -115,13 +121,13 @@ def _memorisation_write(notes: list[Note]) -> None:
 SCANS = {ScanJob.Kind.DUPLICATES: duplicates_scan, ScanJob.Kind.MEMORISATION: memorisation_scan}
 
 
-def scan_run(scan_id: int) -> None:
+def scan_run(scan_id: int, progress: Progress | None = None) -> None:
     scan = ScanJob.objects.filter(pk=scan_id).first()
     if scan is None or scan.finished:
         return
     ScanJob.objects.filter(pk=scan.pk).update(status=ScanJob.Status.RUNNING, processed=0)
     try:
-        flagged = SCANS[scan.kind](scan)
+        flagged = SCANS[scan.kind](scan, _Progress(scan, also=progress))
     except Exception as error:
         ScanJob.objects.filter(pk=scan.pk).update(status=ScanJob.Status.FAILED, finished_at=timezone.now(),
                                                   error=f"{type(error).__name__}: {error}")

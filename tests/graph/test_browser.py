@@ -17,6 +17,7 @@ def researcher_page(small_graph, make_user, live_login):
 def test_search_code_page_and_neighbourhood(researcher_page, live_server):
     page = researcher_page
     page.click("[data-nav='graph:search']")
+    page.wait_for_load_state()  # htmx binds the search box on load; typing before that sends nothing
     box = page.locator("[data-testid=graph-search]")
     box.fill("J06")
     results = page.locator("[data-testid=search-results]")

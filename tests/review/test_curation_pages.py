@@ -40,6 +40,7 @@ def test_note_pane_shows_inputs_scores_and_refusals(client, make_user, curation_
     assert "кашель; слабость" in pane and curation_pool["real"][0].text[:40] in pane and "symptom_recall" in pane
     response = client.post(reverse("review:curation_transition", args=[note.pk, "approve"]), HTTP_HX_REQUEST="true")
     assert "Cannot approve note" in response.content.decode() and response["HX-Trigger"] == "curation-changed"
+    assert "held back: not approved (Generated)" in response.content.decode()
     assert Note.objects.get(pk=note.pk).review_state == "generated"
 
 
@@ -196,3 +197,15 @@ def test_release_page_lists_files_and_diff(client, make_user, curation_pool, set
     diff = client.get(reverse("review:release_diff", args=[first.pk, second.pk])).content.decode()
     assert "1 added, 0 removed, 0 edited, 1 unchanged." in diff
     assert client.get(reverse("review:release_download", args=[first.pk, "README.md"])).status_code == 404
+
+
+def test_bulk_and_release_refuse_a_filter_they_cannot_read(client, make_user, curation_pool):
+    client.force_login(make_user("curator"))
+    response = client.post(reverse("review:curation_bulk"), {"action": "submit", "recall_min": "много",
+                                                             "expected": "6"}, HTTP_HX_REQUEST="true")
+    assert "Fix the filter first" in response.content.decode()
+    assert not Note.objects.filter(review_state="pending_review").exists()  # not applied to every note
+    preview = client.post(reverse("review:releases"), {"preview": "1", "code": "J06"}, HTTP_HX_REQUEST="true")
+    assert "0 notes would be released" in preview.content.decode()  # no name needed for a preview
+    refused = client.post(reverse("review:releases"), {"name": "x", "licence": "mit", "job": "0"})
+    assert refused.status_code == 400 and not Release.objects.exists()

@@ -204,3 +204,24 @@ def test_load_dataset_reads_the_exported_folder(curation_pool, curator, settings
                                    cache_dir=str(tmp_path / "cache"))
     assert loaded["train"].num_rows == 6
     assert sorted(loaded["train"]["response"]) == sorted(n.text for n in curation_pool["synthetic"])
+
+
+def test_commands_scan_and_release_with_progress(curation_pool, curator, settings, tmp_path):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    settings.RELEASES_DIR = tmp_path
+    approve(curator, *curation_pool["synthetic"][:3], checked=False)
+    out, err = StringIO(), StringIO()
+    call_command("scan_notes", kind="memorisation", stdout=out, stderr=err)
+    assert "6 notes scanned, 0 flagged" in out.getvalue()
+    call_command("create_release", name="cli", filter=["code=J06"], description="Из консоли", stdout=out, stderr=err)
+    release = Release.objects.get(name="cli")
+    assert (release.note_count, release.export_status, release.created_by) == (1, "done", None)
+    assert folder_verify(release_folder(release)) == [] and "cli v1: 1 notes" in out.getvalue()
+    assert AuditRecord.objects.filter(action="create_release", actor=None).exists()
+    with pytest.raises(CommandError, match="bad --filter"):
+        call_command("create_release", name="cli", filter=["recall_min=много"], stdout=out, stderr=err)
+    with pytest.raises(CommandError, match="No note can be released"):
+        call_command("create_release", name="cli", filter=["code=Z99"], stdout=out, stderr=err)
