@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Avg, Case, F, FloatField, Q, QuerySet, Value, When
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Coalesce
 
 from generation.models import Note
 from generation.selectors import synthetic_notes_filter
@@ -54,7 +54,9 @@ def curation_notes(*, filters: dict, sort: str = "id") -> QuerySet[Note]:
                                    variant=filters.get("variant", ""), check=filters.get("check", ""),
                                    job=filters.get("job"), generated_only=False)
     notes = notes.annotate(
-        recall=Cast(KT("metadata__checks__scores__symptom_recall"), FloatField()),
+        # generated notes carry their checks; notes imported from a MedSyn CSV carry the release's symptoms_recall
+        recall=Coalesce(Cast(KT("metadata__checks__scores__symptom_recall"), FloatField()),
+                        Cast(KT("metadata__symptoms_recall"), FloatField())),
         detectability=_detectability(),
     )
     if filters.get("state"):

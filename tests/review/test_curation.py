@@ -157,3 +157,12 @@ def test_queue_filters_and_sorts(curation_pool, make_user):
     assert [round(n.recall, 1) for n in curation_notes(filters={"recall_min": 0.65}, sort="-recall")] == [0.9, 0.8,
                                                                                                            0.7]
     assert curation_notes(filters={"detectability_min": 0.0}).count() == 0  # never rated: no detectability
+
+
+def test_queue_reads_the_recall_of_notes_imported_from_a_medsyn_file(curation_pool):
+    text = "Жалобы на боль в горле и насморк, температура 37,5 второй день."
+    Note.objects.create(origin="synthetic", text=text, icd_code="J02.9", icd_category="J02", source_dataset="MedSyn",
+                        content_hash=note_content_hash(origin="synthetic", icd_code="J02.9", text=text),
+                        metadata={"generation_model": "gpt-4", "prior": "symptoms", "symptoms_recall": 0.42})
+    assert [round(n.recall, 2) for n in curation_notes(filters={"code": "J02"})] == [0.42]
+    assert curation_notes(filters={"recall_max": 0.45}).count() == 1
