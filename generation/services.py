@@ -201,6 +201,10 @@ def notes_import(
             Note.objects.bulk_create(batch, ignore_conflicts=True)
             created += len(batch)
             report(min(total, start + len(batch)), total)
+        if created and origin == Note.Origin.REAL:
+            # Synthetic notes were checked for memorisation against the real notes of then: not against these.
+            Note.objects.filter(origin=Note.Origin.SYNTHETIC, memorisation_checked_version__isnull=False).update(
+                memorisation_checked_version=None)
     report(total, total)
     return ImportCounts(created=created, skipped=total - created)
 

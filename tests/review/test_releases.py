@@ -225,3 +225,14 @@ def test_commands_scan_and_release_with_progress(curation_pool, curator, setting
         call_command("create_release", name="cli", filter=["recall_min=много"], stdout=out, stderr=err)
     with pytest.raises(CommandError, match="No note can be released"):
         call_command("create_release", name="cli", filter=["code=Z99"], stdout=out, stderr=err)
+
+
+def test_importing_real_notes_invalidates_the_memorisation_check(curation_pool, curator):
+    from generation.services import NoteRow, notes_import
+
+    approve(curator, curation_pool["synthetic"][0])
+    assert release_preview(filters={}).synthetic == 1
+    notes_import(rows=[NoteRow(line=1, text="Жалобы на кашель и слабость три дня.", icd_code="J06.9", metadata={})],
+                 source="new.jsonl", origin="real", source_dataset="RuMedTop3")
+    preview = release_preview(filters={})
+    assert preview.synthetic == 0 and "not checked for memorisation" in next(iter(preview.held_back))
