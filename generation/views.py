@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,6 +11,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from graph.store import GraphUnavailable
+from medsyn_site.access import permission_view
 
 from . import selectors
 from .forms import JobForm
@@ -22,8 +22,7 @@ from .planning import PlanError
 RUN_GENERATION = "medsyn_site.run_generation"
 
 
-def _generation(view):
-    return login_required(permission_required(RUN_GENERATION, raise_exception=True)(view))
+_generation = permission_view(RUN_GENERATION)
 
 
 @_generation
@@ -139,8 +138,7 @@ def enrichment(request: HttpRequest) -> HttpResponse:
         "proposals": proposals, "reviewed": reviewed, "configs": ModelConfig.objects.order_by("name")})
 
 
-def _manage_graph(view):
-    return login_required(permission_required("medsyn_site.manage_graph", raise_exception=True)(view))
+_manage_graph = permission_view("medsyn_site.manage_graph")
 
 
 @_manage_graph

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import quote
 
-from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from django_htmx.http import HttpResponseStopPolling
+
+from medsyn_site.access import permission_view
 
 from . import selectors
 from .forms import ImportUploadForm
@@ -22,8 +23,8 @@ BROWSE = "medsyn_site.browse_graph"
 MANAGE = "medsyn_site.manage_graph"
 
 
-def _browse(view):
-    return login_required(permission_required(BROWSE, raise_exception=True)(view))
+_browse = permission_view(BROWSE)
+_manage = permission_view(MANAGE)
 
 
 @_browse
@@ -84,8 +85,7 @@ def stats(request: HttpRequest) -> HttpResponse:
     return render(request, "graph/stats.html", selectors.graph_stats(get_graph_store()))
 
 
-@login_required
-@permission_required(MANAGE, raise_exception=True)
+@_manage
 @require_http_methods(["GET", "POST"])
 def import_upload(request: HttpRequest) -> HttpResponse:
     from .tasks import graph_import_job_run
@@ -101,8 +101,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
     return render(request, "graph/import_upload.html", {"form": form, "jobs": jobs})
 
 
-@login_required
-@permission_required(MANAGE, raise_exception=True)
+@_manage
 def import_job(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ImportJob, pk=pk)
     if request.htmx:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -16,6 +15,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from generation.models import Note
+from medsyn_site.access import permission_view
 
 from .curation import (
     BULK_ACTIONS,
@@ -44,17 +44,9 @@ from .selectors import curation_notes
 PAGE_SIZE = 50
 
 
-def _decorate(*decorators):
-    def wrap(view):
-        for decorator in reversed(decorators):
-            view = decorator(view)
-        return view
-    return wrap
-
-
-_curate = _decorate(login_required, permission_required("medsyn_site.curate_notes", raise_exception=True))
-_manage_releases = _decorate(login_required, permission_required("medsyn_site.manage_releases", raise_exception=True))
-_download = _decorate(login_required, permission_required("medsyn_site.download_releases", raise_exception=True))
+_curate = permission_view("medsyn_site.curate_notes")
+_manage_releases = permission_view("medsyn_site.manage_releases")
+_download = permission_view("medsyn_site.download_releases")
 
 
 def _filter_form(data) -> CurationFilterForm:
@@ -80,11 +72,11 @@ def curation(request: HttpRequest) -> HttpResponse:
     form = _filter_form(data)
     notes = curation_notes(filters=_filters(form), sort=form.cleaned_data.get("sort") or "id")
     page = Paginator(notes, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"form": form, "page": page, "query": _query(form),
-               "bulk_actions": [TRANSITIONS[a] for a in BULK_ACTIONS],
-               "scans": {kind: ScanJob.objects.filter(kind=kind).first() for kind in ScanJob.Kind.values}}
+    context = {"form": form, "page": page, "query": _query(form)}
     if request.htmx and request.htmx.target == "queue":
         return render(request, "review/_curation_queue.html", context)
+    context.update(bulk_actions=[TRANSITIONS[a] for a in BULK_ACTIONS],
+                   scans={kind: ScanJob.objects.filter(kind=kind).first() for kind in ScanJob.Kind.values})
     return render(request, "review/curation.html", context)
 
 
