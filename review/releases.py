@@ -63,8 +63,8 @@ class ReleasePreview:
         return self.synthetic + self.real
 
 
-def release_preview(*, filters: dict, include_real: bool = False) -> ReleasePreview:
-    approved = release_synthetic_candidates(filters)
+def _held_back(approved: QuerySet[Note]) -> dict[str, int]:
+    """Approved notes left out of a release, counted by reason (reasons with none left out are omitted)."""
     unchecked = approved.exclude(memorisation_checked_version=F("version")).count()
     checked = approved.filter(memorisation_checked_version=F("version"))
     held = {
@@ -73,9 +73,14 @@ def release_preview(*, filters: dict, include_real: bool = False) -> ReleasePrev
         "near duplicate of an earlier note (flag not overridden)": checked.filter(
             memorised=False, near_duplicate_of__isnull=False, flag_override=False).count(),
     }
+    return {reason: n for reason, n in held.items() if n}
+
+
+def release_preview(*, filters: dict, include_real: bool = False) -> ReleasePreview:
+    approved = release_synthetic_candidates(filters)
     return ReleasePreview(synthetic=_releasable(approved).count(),
                           real=_real_candidates(filters).count() if include_real else 0,
-                          held_back={reason: n for reason, n in held.items() if n})
+                          held_back=_held_back(approved))
 
 
 def _example_sources(notes: list[Note]) -> dict[int, str]:
@@ -130,45 +135,31 @@ def release_fields(note: Note, example_sources: dict[int, str]) -> dict:
             "anamnesis_precision": _score(checks, "bertscore_precision", "example_precision"), **common}
 
 
-def _notes_in_order(ids: list[int]) -> Iterator[Note]:
+def _note_chunks(ids: list[int]) -> Iterator[list[Note]]:
+    """The notes of ids, in that order, SNAPSHOT_BATCH at a time."""
     for start in range(0, len(ids), SNAPSHOT_BATCH):
         chunk = ids[start:start + SNAPSHOT_BATCH]
         by_id = Note.objects.in_bulk(chunk)
-        yield from (by_id[pk] for pk in chunk)
+        yield [by_id[pk] for pk in chunk]
 
 
-def _snapshot_copy(rows: list[ReleaseNote]) -> None:
-    """COPY the snapshot rows in: bulk_create's array parameters are escaped in Python, ~30x slower on long text."""
-    columns = ("release_id", "idx", "note_id", "note_version", "origin", "icd_code", "text", "fields")
-    with connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY {ReleaseNote._meta.db_table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row((row.release_id, row.idx, row.note_id, row.note_version, row.origin, row.icd_code,
-                            row.text, Jsonb(row.fields)))
+SNAPSHOT_COLUMNS = ("release_id", "idx", "note_id", "note_version", "origin", "icd_code", "text", "fields")
 
 
-def _snapshot_rows(release: Release, notes: Iterator[Note], digest) -> Iterator[list[ReleaseNote]]:
-    batch: list[Note] = []
+def _snapshot_write(release: Release, ids: list[int], digest) -> int:
+    """COPY one ReleaseNote row per note (bulk_create's array parameters are escaped in Python, ~30x slower on
+    long text), feeding each (id, version, text) to digest; returns the number of rows."""
     idx = 0
-
-    def rows(chunk: list[Note]) -> list[ReleaseNote]:
-        nonlocal idx
-        sources = _example_sources(chunk)
-        out = []
-        for note in chunk:
-            digest.update(f"{note.pk}\x1f{note.version}\x1f{note.text}\x1e".encode())
-            out.append(ReleaseNote(release=release, idx=idx, note=note, note_version=note.version, origin=note.origin,
-                                   icd_code=note.icd_code, text=note.text, fields=release_fields(note, sources)))
-            idx += 1
-        return out
-
-    for note in notes:
-        batch.append(note)
-        if len(batch) == SNAPSHOT_BATCH:
-            yield rows(batch)
-            batch = []
-    if batch:
-        yield rows(batch)
+    for notes in _note_chunks(ids):
+        sources = _example_sources(notes)  # read before the COPY: the connection runs nothing else during one
+        with connection.cursor() as cursor, cursor.cursor.copy(
+                f"COPY {ReleaseNote._meta.db_table} ({', '.join(SNAPSHOT_COLUMNS)}) FROM STDIN") as copy:
+            for note in notes:
+                digest.update(f"{note.pk}\x1f{note.version}\x1f{note.text}\x1e".encode())
+                copy.write_row((release.pk, idx, note.pk, note.version, note.origin, note.icd_code, note.text,
+                                Jsonb(release_fields(note, sources))))
+                idx += 1
+    return idx
 
 
 @transaction.atomic
@@ -181,8 +172,10 @@ def do_create_release(*, actor: AbstractBaseUser | None, name: str, filters: dic
     if include_real and not real_data_licence.strip():
         raise ReleaseError("A release that includes real notes must name their licence.")
     filters = {key: value for key, value in filters.items() if key != "state"}
-    preview = release_preview(filters=filters, include_real=include_real)
-    if preview.total == 0:
+    approved = release_synthetic_candidates(filters)
+    synthetic_ids = list(_releasable(approved).order_by("icd_code", "id").values_list("id", flat=True))
+    real_ids = list(_real_candidates(filters).values_list("id", flat=True)) if include_real else []
+    if not synthetic_ids and not real_ids:
         raise ReleaseError("No note can be released with this filter: approve notes (and scan them) first.")
     latest = Release.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))["v"] or 0
     release = Release(name=name, version=latest + 1, description=description, licence=licence,
@@ -190,20 +183,14 @@ def do_create_release(*, actor: AbstractBaseUser | None, name: str, filters: dic
                       filters=filters, content_sha256="", created_by=actor)
     release.full_clean(exclude=["content_sha256", "created_by"])  # a command has no user
     release.save()
-    synthetic_ids = list(_releasable(release_synthetic_candidates(filters)).order_by("icd_code", "id")
-                         .values_list("id", flat=True))
-    real_ids = list(_real_candidates(filters).values_list("id", flat=True)) if include_real else []
     digest = hashlib.sha256()
-    count = 0
-    for chunk in _snapshot_rows(release, _notes_in_order(synthetic_ids + real_ids), digest):
-        _snapshot_copy(chunk)
-        count += len(chunk)
+    count = _snapshot_write(release, synthetic_ids + real_ids, digest)
     # Sealing: once content_sha256 is set the trigger refuses any change but the export fields.
     Release.objects.filter(pk=release.pk).update(note_count=count, content_sha256=digest.hexdigest())
     release.refresh_from_db()
     audit_write(actor=actor, action="create_release", obj=release, to_state="created", extra={
         "name": name, "version": release.version, "notes": release.note_count, "filters": filters,
-        "include_real": include_real, "held_back": preview.held_back, "content_sha256": release.content_sha256})
+        "include_real": include_real, "held_back": _held_back(approved), "content_sha256": release.content_sha256})
     if queue_export:
         transaction.on_commit(lambda: release_export_queue(release))
     return release
