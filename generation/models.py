@@ -56,7 +56,6 @@ class Note(models.Model):
     # Set by the background scans (review.scans); an edit clears them until the next scan.
     near_duplicate_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     duplicate_jaccard = models.FloatField(null=True, blank=True)
-    duplicates_checked_version = models.PositiveIntegerField(null=True, blank=True)
     memorisation_real_note = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
                                                related_name="+")
     memorisation_ngram = models.PositiveIntegerField(null=True, blank=True)

@@ -128,7 +128,6 @@ def do_edit_note(*, actor: AbstractBaseUser, note: Note, text: str, reason: str 
     note.review_reason = ""
     note.near_duplicate_of = None
     note.duplicate_jaccard = None
-    note.duplicates_checked_version = None
     note.memorisation_real_note = None
     note.memorisation_ngram = note.memorisation_score = None
     note.memorised = False

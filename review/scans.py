@@ -68,23 +68,20 @@ class _Progress:
 def duplicates_scan(scan: ScanJob, progress: _Progress) -> int:
     """Flag every synthetic note that is a near duplicate of an earlier one; clear the flag of the others."""
     total = Note.objects.filter(origin=Note.Origin.SYNTHETIC).count()
-    versions: dict[int, int] = {}
+    note_ids: list[int] = []
 
     def texts() -> Iterator[tuple[int, str]]:
-        for note_id, text, version in _synthetic_texts():
-            versions[note_id] = version
+        for note_id, text, _version in _synthetic_texts():
+            note_ids.append(note_id)
             yield note_id, text
 
     found = near_duplicates(texts(), progress=progress, total=total)
+    notes = []
+    for note_id in note_ids:
+        original, jaccard = found.get(note_id, (None, None))
+        notes.append(Note(pk=note_id, near_duplicate_of_id=original, duplicate_jaccard=jaccard))
     with transaction.atomic():
-        notes = []
-        for note_id, version in versions.items():
-            original, jaccard = found.get(note_id, (None, None))
-            notes.append(Note(pk=note_id, near_duplicate_of_id=original, duplicate_jaccard=jaccard,
-                              duplicates_checked_version=version))
-        # Notes edited while the scan ran have a newer version: their flags stay cleared (version differs).
-        Note.objects.bulk_update(notes, ["near_duplicate_of", "duplicate_jaccard", "duplicates_checked_version"],
-                                 batch_size=WRITE_BATCH)
+        Note.objects.bulk_update(notes, ["near_duplicate_of", "duplicate_jaccard"], batch_size=WRITE_BATCH)
     return len(found)
 
 

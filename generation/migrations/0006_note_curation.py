@@ -18,11 +18,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='note',
-            name='duplicates_checked_version',
-            field=models.PositiveIntegerField(blank=True, null=True),
-        ),
-        migrations.AddField(
-            model_name='note',
             name='flag_override',
             field=models.BooleanField(default=False),
         ),
