@@ -154,3 +154,16 @@ def live_login(live_server, page):
 def pytest_report_header(config) -> list[str]:
     return [f"medsyn services: db={os.environ.get('DATABASE_URL')} graph={os.environ.get('GRAPH_URL')}",
             f"python {sys.version.split()[0]}"]
+
+
+# Fixtures that need a real component, and the marker that selects (or deselects) the tests using them. A test is
+# marked by what it uses, not by hand, so `-m "not browser and not worker"` never starts a browser or a worker.
+SELF_SELECTING_MARKERS = {"live_server": "browser", "page": "browser", "celery_workers": "worker"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in SELF_SELECTING_MARKERS.items():
+            if fixture in used and item.get_closest_marker(marker) is None:
+                item.add_marker(getattr(pytest.mark, marker))

@@ -31,7 +31,7 @@ def seed(n_notes: int, n_physicians: int):
     from generation.models import Note
     from generation.services import note_content_hash
     from medsyn_site.roles import roles_sync
-    from review.services import do_build_study_pool, do_create_study, do_open_study
+    from review.assessment.services import do_build_study_pool, do_create_study, do_open_study
 
     roles_sync()
     notes = []
@@ -88,7 +88,7 @@ def load_run(study, physicians, seconds: float) -> None:
     from rest_framework.authtoken.models import Token
 
     from medsyn_site.stack import BASE_DIR, free_port, port_open, process_group_stop, wait_for
-    from review.models import Assignment, Rating
+    from review.assessment.models import Assignment, Rating
 
     tokens = [Token.objects.get_or_create(user=d)[0].key for d in physicians]
     connection.close()

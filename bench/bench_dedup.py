@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from review.dedup import (  # noqa: E402
+from review.curation.dedup import (  # noqa: E402
     DuplicateThresholds,
     MemorisationIndex,
     MemorisationResult,

@@ -36,7 +36,7 @@ def seed(n_notes: int) -> int:
 
     from generation.models import Note
     from generation.services import note_content_hash
-    from review.releases import do_create_release
+    from review.releases.services import do_create_release
 
     rng = random.Random(7)
     started = time.perf_counter()
@@ -69,8 +69,8 @@ def seed(n_notes: int) -> int:
 
 
 def child_product(release_id: int) -> None:
-    from review.models import Release
-    from review.releases import release_export_run
+    from review.releases.models import Release
+    from review.releases.services import release_export_run
 
     Release.objects.filter(pk=release_id).update(export_status=Release.ExportStatus.QUEUED)
     release_export_run(release_id)
@@ -83,7 +83,7 @@ def child_naive(release_id: int) -> None:
     import pandas as pd
     from django.conf import settings
 
-    from review.models import ReleaseNote
+    from review.releases.models import ReleaseNote
 
     rows = [{"idx": idx, "ICD-10": code, "response": text, **fields} for idx, code, text, fields in
             ReleaseNote.objects.filter(release_id=release_id).order_by("idx")

@@ -367,3 +367,23 @@ class NoteImportJob(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (self.Status.DONE, self.Status.FAILED)
+
+
+class NoteVersion(models.Model):
+    """An earlier text of an edited note (the note itself holds the current one): originals are never lost."""
+
+    note = models.ForeignKey(Note, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    text = models.TextField()
+    checks = models.JSONField(default=dict, blank=True)  # the automatic checks of that text
+    edited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    edit_reason = models.TextField(blank=True, default="")  # why it was replaced
+    replaced_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "review_noteversion"
+        ordering = ["note", "version"]
+        constraints = [models.UniqueConstraint(fields=["note", "version"], name="note_version_once")]
+
+    def __str__(self) -> str:
+        return f"note {self.note_id} v{self.version}"

@@ -13,10 +13,10 @@ from medsyn_site.roles import user_roles
 NAVIGATION = (
     ("graph:search", _("Knowledge graph"), "medsyn_site.browse_graph"),
     ("generation:home", _("Generation"), "medsyn_site.run_generation"),
-    ("review:rate_home", _("Rate notes"), "medsyn_site.rate_notes"),
-    ("review:studies", _("Studies"), "medsyn_site.manage_studies"),
-    ("review:curation", _("Curation"), "medsyn_site.curate_notes"),
-    ("review:releases", _("Releases"), "medsyn_site.download_releases"),
+    ("assessment:rate_home", _("Rate notes"), "medsyn_site.rate_notes"),
+    ("assessment:studies", _("Studies"), "medsyn_site.manage_studies"),
+    ("curation:curation", _("Curation"), "medsyn_site.curate_notes"),
+    ("releases:releases", _("Releases"), "medsyn_site.download_releases"),
     ("status", _("System status"), "medsyn_site.view_status"),
 )
 

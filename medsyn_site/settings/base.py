@@ -46,9 +46,13 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "medsyn_site",
+    "medsyn_site.core",
     "graph",
     "generation",
     "review",
+    "review.assessment",
+    "review.curation",
+    "review.releases",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +152,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "medsyn_site.core.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MedSyn Studio API",

@@ -2,7 +2,7 @@
 
 import django.core.validators
 import django.db.models.deletion
-import review.models
+import review.assessment.models
 from django.conf import settings
 from django.db import migrations, models
 
@@ -72,14 +72,14 @@ class Migration(migrations.Migration):
             name='StudyItem',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('token', models.CharField(default=review.models.item_token, max_length=32, unique=True)),
+                ('token', models.CharField(default=review.assessment.models.item_token, max_length=32, unique=True)),
                 ('display_text', models.TextField()),
                 ('diagnosis_code', models.CharField(max_length=16)),
                 ('diagnosis_name', models.CharField(blank=True, default='', max_length=300)),
                 ('is_synthetic', models.BooleanField()),
                 ('length_band', models.CharField(max_length=16)),
                 ('active_assignments', models.PositiveSmallIntegerField(default=0)),
-                ('rank', models.BigIntegerField(default=review.models.item_rank)),
+                ('rank', models.BigIntegerField(default=review.assessment.models.item_rank)),
                 ('note', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='study_items', to='generation.note')),
                 ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='review.study')),
             ],

@@ -11,11 +11,11 @@ from medsyn_site.stack import falkordb_start, free_port, process_group_stop
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 EXPECTED_NAV = {
-    "physician": {"review:rate_home"},
-    "curator": {"graph:search", "review:studies", "review:curation", "review:releases", "status"},
-    "researcher": {"graph:search", "generation:home", "review:studies", "review:releases", "status"},
-    "admin": {"graph:search", "generation:home", "review:rate_home", "review:studies", "review:curation",
-              "review:releases", "status", "admin"},
+    "physician": {"assessment:rate_home"},
+    "curator": {"graph:search", "assessment:studies", "curation:curation", "releases:releases", "status"},
+    "researcher": {"graph:search", "generation:home", "assessment:studies", "releases:releases", "status"},
+    "admin": {"graph:search", "generation:home", "assessment:rate_home", "assessment:studies", "curation:curation",
+              "releases:releases", "status", "admin"},
 }
 
 

@@ -1,0 +1,128 @@
+"""The audit trail every do_* action writes, and the shape every background job shares."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class AuditEvent(models.TextChoices):
+    """Every kind of audited action, by the do_* action that writes it (one home for action names)."""
+
+    # assessment
+    CREATE_STUDY = "create_study", _("Study created")
+    UPDATE_STUDY_QUESTIONS = "update_study_questions", _("Study questions changed")
+    BUILD_STUDY_POOL = "build_study_pool", _("Study pool built")
+    OPEN_STUDY = "open_study", _("Study opened")
+    CLOSE_STUDY = "close_study", _("Study closed")
+    SUBMIT_RATING = "submit_rating", _("Rating submitted")
+    REVISE_RATING = "revise_rating", _("Rating revised")
+    SKIP_ITEM = "skip_item", _("Item skipped")
+    # curation
+    SUBMIT_NOTE = "submit_note", _("Note submitted for review")
+    APPROVE_NOTE = "approve_note", _("Note approved")
+    REJECT_NOTE = "reject_note", _("Note rejected")
+    REQUEST_EDIT_NOTE = "request_edit_note", _("Edit requested")
+    REOPEN_NOTE = "reopen_note", _("Note reopened")
+    EDIT_NOTE = "edit_note", _("Note edited")
+    OVERRIDE_NOTE_FLAG = "override_note_flag", _("Flag overridden")
+    START_SCAN = "start_scan", _("Scan started")
+    VOID_MEMORISATION_CHECKS = "void_memorisation_checks", _("Memorisation checks voided")
+    # releases
+    CREATE_RELEASE = "create_release", _("Release created")
+    RETRY_RELEASE_EXPORT = "retry_release_export", _("Release export retried")
+    # generation and corpus
+    CREATE_GENERATION_JOB = "create_generation_job", _("Generation job created")
+    CANCEL_GENERATION_JOB = "cancel_generation_job", _("Generation job cancelled")
+    RESUME_GENERATION_JOB = "resume_generation_job", _("Generation job resumed")
+    START_SYMPTOM_EXTRACTION = "start_symptom_extraction", _("Symptom extraction started")
+    ACCEPT_SYMPTOM_PROPOSAL = "accept_symptom_proposal", _("Symptom proposal accepted")
+    REJECT_SYMPTOM_PROPOSAL = "reject_symptom_proposal", _("Symptom proposal rejected")
+    IMPORT_NOTES = "import_notes", _("Notes imported")
+    # graph
+    IMPORT_GRAPH = "import_graph", _("Graph imported")
+
+
+class AuditRecord(models.Model):
+    """Who changed what, when, from which state to which, and why; written with the change itself."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=64, choices=AuditEvent.choices)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    from_state = models.CharField(max_length=32, blank=True, default="")
+    to_state = models.CharField(max_length=32, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    extra = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "review_auditrecord"  # kept from when the audit trail lived in the review app
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type}#{self.object_id}"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+FINISHED_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class BackgroundJob(models.Model):
+    """A unit of work a Celery worker (or a management command) runs, with its progress for the page to poll.
+
+    progress_done / progress_total are in the job's own units (notes, rows, percent); ProgressRecorder writes them
+    while the job runs, from any transaction.
+    """
+
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    step = models.CharField(max_length=200, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-id"]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def percent(self) -> int:
+        if self.progress_total:
+            return min(100, round(100 * self.progress_done / self.progress_total))
+        return 100 if self.status == JobStatus.DONE else 0
+
+    def mark_running(self) -> bool:
+        """Queued (or redelivered while running) -> running; False when the job already finished."""
+        now = timezone.now()
+        return bool(type(self).objects.filter(pk=self.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+                    .update(status=JobStatus.RUNNING, started_at=Coalesce(F("started_at"), Value(now)),
+                            updated_at=now))
+
+    def mark_finished(self, status: str, *, error: str = "", **fields: object) -> None:
+        """Record the end of the job (and any result fields) in one write."""
+        now = timezone.now()
+        type(self).objects.filter(pk=self.pk).update(status=status, error=error, finished_at=now, updated_at=now,
+                                                     **fields)
+        self.refresh_from_db()

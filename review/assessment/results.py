@@ -1,0 +1,154 @@
+"""Results of a study: detection, agreement, Likert comparisons, per-note detectability, plots and exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+from medsyn_site.core.icd10 import icd_chapter
+
+from . import stats
+from .models import Rating, Study
+
+
+@dataclass(frozen=True)
+class RatingRow:
+    """One answer, with what the rater did not see (origin, model, variant) joined back for analysis."""
+
+    item_token: str
+    physician: str
+    is_synthetic: bool
+    judged_synthetic: bool
+    confidence: int
+    likert: dict
+    comment: str
+    seconds_on_item: float | None
+    diagnosis_code: str
+    chapter: str
+    model: str
+    variant: str
+
+
+def rating_rows(study: Study) -> list[RatingRow]:
+    ratings = (Rating.objects.filter(assignment__study=study)
+               .select_related("assignment__item__note", "assignment__physician").order_by("assignment_id"))
+    rows = []
+    for rating in ratings:
+        item = rating.assignment.item
+        meta = item.note.metadata or {}
+        rows.append(RatingRow(
+            item_token=item.token, physician=rating.assignment.physician.get_username(),
+            is_synthetic=item.is_synthetic, judged_synthetic=rating.judged_synthetic, confidence=rating.confidence,
+            likert=rating.likert, comment=rating.comment, seconds_on_item=rating.assignment.seconds_on_item,
+            diagnosis_code=item.diagnosis_code, chapter=icd_chapter(item.diagnosis_code),
+            model=meta.get("generation_model", "") if item.is_synthetic else "",
+            variant=meta.get("prompt_variant", "") if item.is_synthetic else "",
+        ))
+    return rows
+
+
+def _detection(rows: list[RatingRow]) -> dict | None:
+    if not rows:
+        return None
+    return asdict(stats.detection_summary([r.is_synthetic for r in rows], [r.judged_synthetic for r in rows]))
+
+
+def _grouped(rows: list[RatingRow], key) -> dict[str, dict]:
+    groups: dict[str, list[RatingRow]] = defaultdict(list)
+    for row in rows:
+        value = key(row)
+        if value is not None:
+            groups[value].append(row)
+    return {name: _detection(group) for name, group in sorted(groups.items())}
+
+
+def study_results(study: Study) -> dict:
+    rows = rating_rows(study)
+    summary: dict = {"study": study.name, "state": study.state, "overlap_k": study.overlap_k, "n_ratings": len(rows),
+                     "n_items": study.items.count()}
+    if not rows:
+        return summary
+    summary["detection"] = _detection(rows)
+    summary["per_physician"] = _grouped(rows, lambda r: r.physician)
+    # Per generator: how often its notes were called synthetic (its own sensitivity), plus the real notes.
+    summary["per_model"] = _grouped(rows, lambda r: r.model if r.is_synthetic else None)
+    summary["per_variant"] = _grouped(rows, lambda r: r.variant if r.is_synthetic else None)
+    summary["per_chapter"] = _grouped(rows, lambda r: r.chapter)
+    labels = [r.is_synthetic for r in rows]
+    if any(labels) and not all(labels):
+        scores = [stats.confidence_weighted_score(r.judged_synthetic, r.confidence) for r in rows]
+        summary["roc_auc"] = stats.roc_auc(labels, scores)
+    by_item: dict[str, list[RatingRow]] = defaultdict(list)
+    for row in rows:
+        by_item[row.item_token].append(row)
+    complete = [group for group in by_item.values() if len(group) == study.overlap_k]
+    if len(complete) >= 2 and study.overlap_k >= 2:
+        table = [[sum(not r.judged_synthetic for r in g), sum(r.judged_synthetic for r in g)] for g in complete]
+        try:
+            summary["fleiss_kappa"] = stats.fleiss_kappa(table)
+        except ValueError:
+            summary["fleiss_kappa"] = None
+    likert_keys = [q["key"] for q in study.questions.get("likert", [])]
+    summary["likert"] = {}
+    for key in likert_keys:
+        real = [r.likert[key] for r in rows if not r.is_synthetic and key in r.likert]
+        synthetic = [r.likert[key] for r in rows if r.is_synthetic and key in r.likert]
+        entry: dict = {
+            "real": {str(v): real.count(v) for v in range(1, 6)},
+            "synthetic": {str(v): synthetic.count(v) for v in range(1, 6)},
+            "real_mean": sum(real) / len(real) if real else None,
+            "synthetic_mean": sum(synthetic) / len(synthetic) if synthetic else None,
+        }
+        if real and synthetic:
+            test = stats.mann_whitney_u(synthetic, real)
+            entry.update(mann_whitney_u=test.u, p_value=test.p_value, rank_biserial=test.rank_biserial)
+        units = [[r.likert.get(key) for r in group] for group in by_item.values()]
+        try:
+            entry["krippendorff_alpha"] = stats.krippendorff_alpha_ordinal(units)
+        except ValueError:
+            entry["krippendorff_alpha"] = None
+        summary["likert"][key] = entry
+    summary["detectability"] = sorted(
+        ({"token": token, "is_synthetic": group[0].is_synthetic, "diagnosis_code": group[0].diagnosis_code,
+          "model": group[0].model, "n": len(group),
+          "spotted": sum(r.judged_synthetic == r.is_synthetic for r in group) / len(group)}
+         for token, group in by_item.items()),
+        key=lambda entry: (-entry["spotted"], entry["token"]),
+    )
+    return summary
+
+
+RAW_COLUMNS = ("item_token", "physician", "is_synthetic", "judged_synthetic", "confidence", "likert", "comment",
+               "seconds_on_item", "diagnosis_code", "chapter", "model", "variant")
+
+
+def ratings_csv(study: Study) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    likert_keys = [q["key"] for q in study.questions.get("likert", [])]
+    header = [c for c in RAW_COLUMNS if c != "likert"]
+    writer.writerow(header + likert_keys)
+    for row in rating_rows(study):
+        data = asdict(row)
+        writer.writerow([data[c] for c in header] + [row.likert.get(k, "") for k in likert_keys])
+    return buffer.getvalue()
+
+
+def bar_chart_svg(series: list[tuple[str, float, float]], *, title: str, max_value: float) -> str:
+    """Grouped horizontal bars: (label, real value, synthetic value) rows, drawn as plain SVG on the server."""
+    row_height, left, width = 34, 170, 360
+    height = 40 + row_height * len(series)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 70}" height="{height}" '
+             f'role="img" aria-label="{title}"><text x="4" y="18" font-size="14" font-weight="600">{title}</text>']
+    for i, (label, real, synthetic) in enumerate(series):
+        y = 30 + i * row_height
+        parts.append(f'<text x="4" y="{y + 18}" font-size="12">{label}</text>')
+        for offset, value, colour, name in ((0, real, "#1a7f37", "real"), (14, synthetic, "#c2410c", "synthetic")):
+            bar = 0 if max_value == 0 else width * value / max_value
+            parts.append(f'<rect x="{left}" y="{y + offset}" width="{bar:.1f}" height="12" fill="{colour}">'
+                         f'<title>{name}: {value:.2f}</title></rect>'
+                         f'<text x="{left + bar + 4:.1f}" y="{y + offset + 10}" font-size="10">{value:.2f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,301 @@
+"""Writes of the assessment protocol. Every state change is one do_<verb>_<noun> action that writes its
+audit record in the same transaction (STYLE.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from generation.models import Note
+from medsyn_site.core.audit import audit_write
+from medsyn_site.core.errors import StateConflict
+from medsyn_site.core.models import AuditEvent
+
+from .blinding import length_band, rater_text
+from .models import Assignment, Rating, Study, StudyItem
+from .selectors import rater_listed_for
+
+DEFAULT_QUESTIONS: dict = {
+    "origin": {"label": "Was this note written by a clinician or generated?", "choices": ["real", "synthetic"]},
+    "confidence": {"label": "How confident are you? (1 = guessing, 5 = certain)", "min": 1, "max": 5},
+    "likert": [
+        {"key": "realism", "label": "Realism"},
+        {"key": "plausibility", "label": "Medical plausibility"},
+        {"key": "consistency", "label": "Consistency with the stated diagnosis"},
+        {"key": "language", "label": "Language quality"},
+    ],
+    "comment": {"label": "Comment (optional)"},
+}
+
+
+class StudyStateError(StateConflict):
+    """The action is not allowed in the study's current state."""
+
+
+def questions_validate(questions: dict) -> dict:
+    likert = questions.get("likert")
+    if not isinstance(likert, list) or not all(isinstance(q, dict) and q.get("key") and q.get("label")
+                                                for q in likert):
+        raise ValidationError("questions.likert must be a list of {key, label}")
+    keys = [q["key"] for q in likert]
+    if len(set(keys)) != len(keys):
+        raise ValidationError("Likert question keys must be unique")
+    for part in ("origin", "confidence"):
+        if not isinstance(questions.get(part), dict) or not questions[part].get("label"):
+            raise ValidationError(f"questions.{part} needs a label")
+    return questions
+
+
+@transaction.atomic
+def do_create_study(*, actor: AbstractBaseUser, name: str, instructions: str = "", overlap_k: int = 3,
+                    questions: dict | None = None) -> Study:
+    study = Study(name=name, instructions=instructions, overlap_k=overlap_k,
+                  questions=questions_validate(questions or DEFAULT_QUESTIONS), created_by=actor)
+    study.full_clean()
+    study.save()
+    audit_write(actor=actor, action=AuditEvent.CREATE_STUDY, obj=study, to_state=study.state)
+    return study
+
+
+def _lock(study: Study) -> Study:
+    return Study.objects.select_for_update().get(pk=study.pk)
+
+
+@transaction.atomic
+def do_update_study_questions(*, actor: AbstractBaseUser, study: Study, questions: dict) -> Study:
+    study = _lock(study)
+    if study.state != Study.State.DRAFT:
+        raise StudyStateError("The question set is frozen once the study is open.")
+    study.questions = questions_validate(questions)
+    study.save(update_fields=["questions"])
+    audit_write(actor=actor, action=AuditEvent.UPDATE_STUDY_QUESTIONS, obj=study, extra={"questions": questions})
+    return study
+
+
+@dataclass(frozen=True)
+class SyntheticFilter:
+    job_ids: tuple[int, ...] = ()
+    models: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
+
+    def accepts(self, note: Note) -> bool:
+        meta = note.metadata or {}
+        return ((not self.job_ids or meta.get("job_id") in self.job_ids)
+                and (not self.models or meta.get("generation_model") in self.models)
+                and (not self.variants or meta.get("prompt_variant") in self.variants))
+
+
+@transaction.atomic
+def do_build_study_pool(*, actor: AbstractBaseUser, study: Study, n_per_origin: int, seed: int,
+                        synthetic: SyntheticFilter = SyntheticFilter(),
+                        diagnosis_names: dict[str, str] | None = None) -> dict:
+    """N real and N synthetic notes matched by ICD category and length band; the remaining mismatch is reported.
+
+    Each synthetic note (in seeded random order) takes an unused real note of the same category and
+    length band, or failing that of the same category in another band; a synthetic note with no real
+    partner of its category is not used.
+    """
+    study = _lock(study)
+    if study.state != Study.State.DRAFT:
+        raise StudyStateError("The pool can only be built while the study is a draft.")
+    rng = random.Random(seed)
+    candidates = [n for n in Note.objects.filter(origin=Note.Origin.SYNTHETIC).order_by("id") if synthetic.accepts(n)]
+    rng.shuffle(candidates)
+    reals: dict[str, dict[str, list[Note]]] = defaultdict(lambda: defaultdict(list))
+    real_notes = list(Note.objects.filter(origin=Note.Origin.REAL, icd_category__in={n.icd_category
+                                                                                      for n in candidates})
+                      .order_by("id"))
+    rng.shuffle(real_notes)
+    for note in real_notes:
+        reals[note.icd_category][length_band(note.text)].append(note)
+    pairs: list[tuple[Note, Note, bool]] = []
+    for note in candidates:
+        if len(pairs) == n_per_origin:
+            break
+        bands = reals.get(note.icd_category)
+        if not bands:
+            continue
+        band = length_band(note.text)
+        if bands.get(band):
+            pairs.append((note, bands[band].pop(), True))
+        else:
+            other = next((b for b in sorted(bands) if bands[b]), None)
+            if other is not None:
+                pairs.append((note, bands[other].pop(), False))
+    names = diagnosis_names or {}
+    study.items.all().delete()
+    items = []
+    for synthetic_note, real_note, _exact in pairs:
+        for note in (synthetic_note, real_note):
+            items.append(StudyItem(
+                study=study, note=note, display_text=rater_text(note.text), diagnosis_code=note.icd_category,
+                diagnosis_name=names.get(note.icd_category, ""), is_synthetic=note.origin == Note.Origin.SYNTHETIC,
+                length_band=length_band(note.text),
+            ))
+    rng.shuffle(items)
+    StudyItem.objects.bulk_create(items)
+    exact = sum(1 for *_, same_band in pairs if same_band)
+    study.pool_report = {
+        "requested_per_origin": n_per_origin, "pairs": len(pairs), "matched_category_and_band": exact,
+        "matched_category_only": len(pairs) - exact, "short_of_request": n_per_origin - len(pairs), "seed": seed,
+        "synthetic_filter": {"job_ids": list(synthetic.job_ids), "models": list(synthetic.models),
+                             "variants": list(synthetic.variants)},
+    }
+    study.save(update_fields=["pool_report"])
+    audit_write(actor=actor, action=AuditEvent.BUILD_STUDY_POOL, obj=study, extra=study.pool_report)
+    return study.pool_report
+
+
+@transaction.atomic
+def do_open_study(*, actor: AbstractBaseUser, study: Study, physicians: Iterable[AbstractBaseUser] = ()) -> Study:
+    study = _lock(study)
+    if study.state != Study.State.DRAFT:
+        raise StudyStateError(f"Only a draft study can be opened (this one is {study.state}).")
+    if not study.items.exists():
+        raise StudyStateError("Build the pool before opening the study.")
+    physicians = list(physicians)
+    if physicians:
+        study.physicians.set(physicians)
+    study.state, study.opened_at = Study.State.OPEN, timezone.now()
+    study.save(update_fields=["state", "opened_at"])
+    audit_write(actor=actor, action=AuditEvent.OPEN_STUDY, obj=study, from_state="draft", to_state="open",
+                extra={"physicians": [p.pk for p in physicians]})
+    return study
+
+
+@transaction.atomic
+def do_close_study(*, actor: AbstractBaseUser, study: Study) -> Study:
+    study = _lock(study)
+    if study.state != Study.State.OPEN:
+        raise StudyStateError(f"Only an open study can be closed (this one is {study.state}).")
+    study.state, study.closed_at = Study.State.CLOSED, timezone.now()
+    study.save(update_fields=["state", "closed_at"])
+    audit_write(actor=actor, action=AuditEvent.CLOSE_STUDY, obj=study, from_state="open", to_state="closed")
+    return study
+
+
+def _check_rater(study: Study, physician: AbstractBaseUser) -> None:
+    if not physician.has_perm("medsyn_site.rate_notes"):
+        raise PermissionDenied("Only physicians rate notes.")
+    if not rater_listed_for(study, physician):
+        raise PermissionDenied("You are not a rater of this study.")
+
+
+def _personal_start(study: Study, physician: AbstractBaseUser, draw: int) -> int:
+    digest = hashlib.sha256(f"{study.pk}:{physician.pk}:{draw}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 2  # the same 62-bit range as StudyItem.rank
+
+
+def assignment_next(*, study: Study, physician: AbstractBaseUser) -> Assignment | None:
+    """The physician's current item, or a new one in their personal random order; None when nothing is left.
+
+    Personal order: the n-th draw of a physician starts at a position hashed from (study, physician, n)
+    in the items' random ranks and takes the first eligible item from there (wrapping around). This is
+    random per physician, reproducible, and walks the (study, rank) index instead of sorting the pool.
+    The study row is locked while an item is chosen, so concurrent requests never give one item more
+    than k active assignments; an item a physician has seen (rated or skipped) never comes back to them.
+    """
+    _check_rater(study, physician)
+    with transaction.atomic():
+        locked = _lock(study)
+        if locked.state != Study.State.OPEN:
+            raise StudyStateError("The study is not open.")
+        current = (Assignment.objects.select_related("item")
+                   .filter(study=locked, physician=physician, status=Assignment.Status.ASSIGNED).first())
+        if current is not None:
+            return current
+        eligible = (StudyItem.objects.filter(study=locked, active_assignments__lt=locked.overlap_k)
+                    .exclude(assignments__physician=physician).order_by("rank"))
+        start = _personal_start(locked, physician, Assignment.objects.filter(study=locked, physician=physician)
+                                .count())
+        item = eligible.filter(rank__gte=start).first() or eligible.filter(rank__lt=start).first()
+        if item is None:
+            return None
+        StudyItem.objects.filter(pk=item.pk).update(active_assignments=F("active_assignments") + 1)
+        return Assignment.objects.create(study=locked, item=item, physician=physician)
+
+
+def _answers_clean(study: Study, answers: dict) -> dict:
+    errors = {}
+    origin = answers.get("origin")
+    if origin not in ("real", "synthetic"):
+        errors["origin"] = "choose real or synthetic"
+    try:
+        confidence = int(answers.get("confidence"))
+        if not 1 <= confidence <= 5:
+            raise ValueError
+    except (TypeError, ValueError):
+        errors["confidence"] = "a whole number from 1 to 5"
+        confidence = 0
+    likert = {}
+    for question in study.questions["likert"]:
+        key = question["key"]
+        try:
+            value = int(answers.get(key))
+            if not 1 <= value <= 5:
+                raise ValueError
+            likert[key] = value
+        except (TypeError, ValueError):
+            errors[key] = "a whole number from 1 to 5"
+    if errors:
+        raise ValidationError(errors)
+    return {"judged_synthetic": origin == "synthetic", "confidence": confidence, "likert": likert,
+            "comment": str(answers.get("comment") or "")[:5000]}
+
+
+def do_submit_rating(*, study: Study, physician: AbstractBaseUser, token: str, answers: dict) -> Rating:
+    """Record (or revise, until the study closes) the physician's answers for the item with this token."""
+    _check_rater(study, physician)
+    with transaction.atomic():
+        locked = _lock(study)
+        if locked.state != Study.State.OPEN:
+            raise StudyStateError("The study is closed; answers can no longer change.")
+        assignment = (Assignment.objects.select_for_update()
+                      .filter(study=locked, physician=physician, item__token=token)
+                      .exclude(status=Assignment.Status.SKIPPED).first())
+        if assignment is None:
+            raise PermissionDenied("This item is not assigned to you.")
+        values = _answers_clean(locked, answers)
+        now = timezone.now()
+        rating = Rating.objects.filter(assignment=assignment).first()
+        if rating is None:
+            rating = Rating.objects.create(assignment=assignment, **values)
+            assignment.status, assignment.answered_at = Assignment.Status.DONE, now
+            assignment.seconds_on_item = (now - assignment.assigned_at).total_seconds()
+            assignment.save(update_fields=["status", "answered_at", "seconds_on_item"])
+        else:
+            for field, value in values.items():
+                setattr(rating, field, value)
+            rating.revisions += 1
+            rating.save()
+            audit_write(actor=physician, action=AuditEvent.REVISE_RATING, obj=rating,
+                        extra={"revision": rating.revisions})
+        return rating
+
+
+def do_skip_item(*, study: Study, physician: AbstractBaseUser, token: str, reason: str) -> Assignment:
+    """Skip the current item with a reason; it goes back to the pool for another physician."""
+    _check_rater(study, physician)
+    if not reason.strip():
+        raise ValidationError({"reason": "say why you skip this note"})
+    with transaction.atomic():
+        locked = _lock(study)
+        assignment = (Assignment.objects.select_for_update()
+                      .filter(study=locked, physician=physician, item__token=token,
+                              status=Assignment.Status.ASSIGNED).first())
+        if assignment is None:
+            raise PermissionDenied("This item is not your current item.")
+        assignment.status, assignment.skip_reason = Assignment.Status.SKIPPED, reason.strip()[:500]
+        assignment.save(update_fields=["status", "skip_reason"])
+        StudyItem.objects.filter(pk=assignment.item_id).update(active_assignments=F("active_assignments") - 1)
+        audit_write(actor=physician, action=AuditEvent.SKIP_ITEM, obj=assignment, reason=assignment.skip_reason)
+        return assignment

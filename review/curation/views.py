@@ -1,0 +1,188 @@
+"""HTML views (htmx) for curation: the queue, a note with its actions, bulk actions with their preview, the scans."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from generation.models import Note
+from medsyn_site.access import permission_view
+from medsyn_site.core.audit import audit_trail
+from medsyn_site.core.progress import poll_response
+
+from .forms import CurationFilterForm, NoteEditForm, filter_form_bound, filter_form_filters
+from .models import ScanJob
+from .scans import do_start_scan
+from .selectors import curation_notes
+from .services import (
+    BULK_ACTIONS,
+    EDITABLE_STATES,
+    TRANSITIONS,
+    bulk_preview,
+    do_bulk_transition_notes,
+    do_edit_note,
+    do_override_note_flag,
+    do_transition_note,
+    text_diff_html,
+)
+
+PAGE_SIZE = 50
+
+
+_curate = permission_view("medsyn_site.curate_notes")
+
+
+def _query(form: CurationFilterForm) -> str:
+    return urlencode({k: v for k, v in form.data.items() if k in form.fields and v not in (None, "")})
+
+
+@_curate
+def curation(request: HttpRequest) -> HttpResponse:
+    data = request.GET.copy()
+    if "state" not in data:
+        data["state"] = "pending_review"
+    form = filter_form_bound(data)
+    notes = curation_notes(filters=filter_form_filters(form), sort=form.cleaned_data.get("sort") or "id")
+    page = Paginator(notes, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"form": form, "page": page, "query": _query(form)}
+    if request.htmx and request.htmx.target == "queue":
+        return render(request, "review/curation/_curation_queue.html", context)
+    context.update(bulk_actions=[TRANSITIONS[a] for a in BULK_ACTIONS],
+                   scans={kind: ScanJob.objects.filter(kind=kind).first() for kind in ScanJob.Kind.values})
+    return render(request, "review/curation/curation.html", context)
+
+
+def _note_context(note: Note) -> dict:
+    meta = note.metadata or {}
+    versions = list(note.versions.all())
+    texts = [v.text for v in versions] + [note.text]
+    diffs = [(versions[i], text_diff_html(texts[i], texts[i + 1])) for i in range(len(versions))]
+    example_id = meta.get("example_note_id")
+    symptoms = meta.get("symptoms") or ""
+    return {
+        "symptoms": "; ".join(symptoms) if isinstance(symptoms, list) else str(symptoms),
+        "variant": meta.get("prompt_variant") or meta.get("prior") or "",  # prior: notes imported from a MedSyn CSV
+        "example_text": meta.get("example_text") or meta.get("anamnesis") or "",
+        "note": note, "meta": meta, "checks": meta.get("checks") or {},
+        "actions": [t for t in TRANSITIONS.values() if note.review_state in t.sources],
+        "editable": note.review_state in EDITABLE_STATES, "diffs": diffs,
+        "example_note": Note.objects.filter(pk=example_id).first() if isinstance(example_id, int) else None,
+        "real_copy": note.memorisation_real_note if note.memorised else None,
+        "audit": audit_trail(note)[:50],
+        "edit_form": NoteEditForm(initial={"text": note.text}),
+    }
+
+
+@_curate
+def curation_note(request: HttpRequest, pk: int) -> HttpResponse:
+    note = get_object_or_404(Note, pk=pk, origin=Note.Origin.SYNTHETIC)
+    template = "review/curation/_curation_note.html" if request.htmx else "review/curation/curation_note.html"
+    return render(request, template, _note_context(note))
+
+
+def _note_response(request: HttpRequest, note: Note, error: str = "") -> HttpResponse:
+    if error:
+        if not request.htmx:
+            messages.error(request, error)
+    elif not request.htmx:
+        messages.success(request, _("Note %(id)s is now %(state)s.") % {"id": note.pk,
+                                                                        "state": note.get_review_state_display()})
+    if request.htmx:
+        context = _note_context(Note.objects.get(pk=note.pk))
+        context["error"] = error
+        response = render(request, "review/curation/_curation_note.html", context)  # htmx swaps 2xx only
+        response["HX-Trigger"] = "curation-changed"
+        return response
+    return redirect("curation:curation_note", pk=note.pk)
+
+
+def _message(error: ValidationError) -> str:
+    return " ".join(error.messages)
+
+
+@_curate
+@require_POST
+def curation_transition(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    note = get_object_or_404(Note, pk=pk)
+    try:
+        note = do_transition_note(actor=request.user, note=note, action=action, reason=request.POST.get("reason", ""))
+    except ValidationError as error:
+        return _note_response(request, note, _message(error))
+    return _note_response(request, note)
+
+
+@_curate
+@require_POST
+def curation_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    note = get_object_or_404(Note, pk=pk)
+    form = NoteEditForm(request.POST)
+    if not form.is_valid():
+        return _note_response(request, note, _("The edited text is empty."))
+    try:
+        note = do_edit_note(actor=request.user, note=note, text=form.cleaned_data["text"],
+                            reason=form.cleaned_data["reason"])
+    except ValidationError as error:
+        return _note_response(request, note, _message(error))
+    return _note_response(request, note)
+
+
+@_curate
+@require_POST
+def curation_override(request: HttpRequest, pk: int) -> HttpResponse:
+    note = get_object_or_404(Note, pk=pk)
+    try:
+        note = do_override_note_flag(actor=request.user, note=note, reason=request.POST.get("reason", ""))
+    except ValidationError as error:
+        return _note_response(request, note, _message(error))
+    return _note_response(request, note)
+
+
+@_curate
+@require_POST
+def curation_bulk(request: HttpRequest) -> HttpResponse:
+    """Preview (no "expected" posted) or apply a bulk action over the queue's current filter."""
+    form = filter_form_bound(request.POST)
+    action, reason = request.POST.get("action", ""), request.POST.get("reason", "")
+    context = {"action": action, "reason": reason, "form": form}
+    if not form.is_valid():  # never act on a wider set than the filter the user wrote
+        context["error"] = _("Fix the filter first: %(errors)s") % {"errors": form.errors.as_text()}
+        return render(request, "review/curation/_bulk_preview.html", context)
+    notes = curation_notes(filters=form.filters())
+    try:
+        if "expected" in request.POST:
+            context["done"] = do_bulk_transition_notes(actor=request.user, notes=notes, action=action, reason=reason,
+                                                       expected=int(request.POST["expected"] or -1))
+        context["preview"] = bulk_preview(notes=notes, action=action)
+        context["transition"] = TRANSITIONS[action]
+    except (ValidationError, ValueError) as error:
+        context["error"] = _message(error) if isinstance(error, ValidationError) else _("Bad count.")
+    response = render(request, "review/curation/_bulk_preview.html", context)
+    if context.get("done") is not None:
+        response["HX-Trigger"] = "curation-changed"
+    return response
+
+
+@_curate
+@require_POST
+def scan_start(request: HttpRequest, kind: str) -> HttpResponse:
+    try:
+        scan = do_start_scan(actor=request.user, kind=kind)
+    except ValidationError as error:
+        raise Http404(_message(error)) from error
+    if request.htmx:
+        return render(request, "review/curation/_scan_status.html", {"scan": scan, "kind": kind})
+    return redirect("curation:curation")
+
+
+@_curate
+def scan_status(request: HttpRequest, pk: int) -> HttpResponse:
+    scan = get_object_or_404(ScanJob, pk=pk)
+    response = render(request, "review/curation/_scan_status.html", {"scan": scan, "kind": scan.kind})
+    return poll_response(response, finished=scan.finished)

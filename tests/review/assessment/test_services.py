@@ -1,0 +1,179 @@
+"""The assessment protocol's services: pool matching, states, assignment under concurrency, blinding."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
+
+from medsyn_site.core.models import AuditRecord
+from review.assessment.blinding import length_band, rater_text
+from review.assessment.models import Assignment, Rating, Study, StudyItem
+from review.assessment.services import (
+    StudyStateError,
+    SyntheticFilter,
+    assignment_next,
+    do_build_study_pool,
+    do_close_study,
+    do_create_study,
+    do_open_study,
+    do_skip_item,
+    do_submit_rating,
+    do_update_study_questions,
+)
+
+ANSWERS = {"origin": "synthetic", "confidence": 4, "realism": 3, "plausibility": 4, "consistency": 5,
+           "language": 2, "comment": "ок"}
+
+
+def _study(make_user, n: int = 6, k: int = 2, **filters) -> tuple[Study, object]:
+    curator = make_user("curator")
+    study = do_create_study(actor=curator, name=f"study-{n}-{k}-{len(filters)}", overlap_k=k)
+    do_build_study_pool(actor=curator, study=study, n_per_origin=n, seed=17,
+                        synthetic=SyntheticFilter(**filters), diagnosis_names={"J06": "ОРВИ"})
+    study.refresh_from_db()
+    return study, curator
+
+
+def test_rater_text_normalises_real_and_synthetic_alike():
+    assert rater_text("  «Кашель»\n\n и  насморк</s>") == '"Кашель" и насморк.'
+    assert rater_text("### Ответ: Боль в горле…") == "Боль в горле."
+    assert rater_text("Жалобы на кашель.") == "Жалобы на кашель."
+    assert length_band("a " * 10) == "short" and length_band("a " * 45) == "long"
+
+
+def test_pool_is_matched_by_category_and_length(make_user, note_pool):
+    study, _ = _study(make_user, n=6)
+    items = list(study.items.all())
+    assert Counter(i.is_synthetic for i in items) == {True: 6, False: 6}
+    by_category = Counter((i.diagnosis_code, i.is_synthetic) for i in items)
+    for category in {i.diagnosis_code for i in items}:
+        assert by_category[(category, True)] == by_category[(category, False)]
+    assert study.pool_report["pairs"] == 6 and study.pool_report["short_of_request"] == 0
+    assert study.pool_report["matched_category_and_band"] + study.pool_report["matched_category_only"] == 6
+    assert all("</s>" not in i.display_text and "«" not in i.display_text for i in items)
+
+
+def test_pool_filters_synthetic_notes_by_model_and_reports_shortfall(make_user, note_pool):
+    study, _ = _study(make_user, n=20, models=("gpt-4",))
+    synthetic = StudyItem.objects.filter(study=study, is_synthetic=True).select_related("note")
+    assert {item.note.metadata["generation_model"] for item in synthetic} == {"gpt-4"}
+    assert study.pool_report["pairs"] == 9 and study.pool_report["short_of_request"] == 11
+
+
+def test_states_questions_frozen_and_audited(make_user, note_pool):
+    study, curator = _study(make_user)
+    questions = dict(study.questions, likert=[{"key": "realism", "label": "Realism"}])
+    do_update_study_questions(actor=curator, study=study, questions=questions)
+    do_open_study(actor=curator, study=study)
+    with pytest.raises(StudyStateError, match="frozen"):
+        do_update_study_questions(actor=curator, study=study, questions=questions)
+    with pytest.raises(StudyStateError):
+        do_open_study(actor=curator, study=study)
+    do_close_study(actor=curator, study=study)
+    actions = list(AuditRecord.objects.filter(object_id=str(study.pk)).values_list("action", flat=True))
+    assert actions == ["close_study", "open_study", "update_study_questions", "build_study_pool", "create_study"]
+
+
+def test_physician_flow_resume_revise_skip(make_user, note_pool):
+    study, curator = _study(make_user, n=3, k=1)
+    do_open_study(actor=curator, study=study)
+    doctor = make_user("physician")
+    first = assignment_next(study=study, physician=doctor)
+    assert assignment_next(study=study, physician=doctor).pk == first.pk  # resumes where it stopped
+    rating = do_submit_rating(study=study, physician=doctor, token=first.item.token, answers=ANSWERS)
+    first.refresh_from_db()
+    assert first.status == "done" and first.seconds_on_item >= 0
+    revised = do_submit_rating(study=study, physician=doctor, token=first.item.token,
+                               answers=dict(ANSWERS, origin="real"))
+    assert revised.pk == rating.pk and revised.revisions == 1 and revised.judged_synthetic is False
+    second = assignment_next(study=study, physician=doctor)
+    assert second.item_id != first.item_id
+    with pytest.raises(ValidationError):
+        do_skip_item(study=study, physician=doctor, token=second.item.token, reason=" ")
+    do_skip_item(study=study, physician=doctor, token=second.item.token, reason="нечитаемо")
+    other = make_user("physician")
+    seen_by_other = set()
+    while (a := assignment_next(study=study, physician=other)) is not None:
+        seen_by_other.add(a.item_id)
+        do_submit_rating(study=study, physician=other, token=a.item.token, answers=ANSWERS)
+    assert second.item_id in seen_by_other and first.item_id not in seen_by_other
+    do_close_study(actor=curator, study=study)
+    with pytest.raises(StudyStateError):
+        do_submit_rating(study=study, physician=doctor, token=first.item.token, answers=ANSWERS)
+
+
+def test_bad_answers_and_wrong_people_are_refused(make_user, note_pool):
+    study, curator = _study(make_user, n=2, k=1)
+    do_open_study(actor=curator, study=study)
+    doctor = make_user("physician")
+    item = assignment_next(study=study, physician=doctor).item
+    with pytest.raises(ValidationError) as caught:
+        do_submit_rating(study=study, physician=doctor, token=item.token,
+                         answers={"origin": "maybe", "confidence": 9, "realism": "x"})
+    assert {"origin", "confidence", "realism", "plausibility"} <= set(caught.value.message_dict)
+    with pytest.raises(PermissionDenied):
+        assignment_next(study=study, physician=curator)
+    with pytest.raises(PermissionDenied):
+        do_submit_rating(study=study, physician=make_user("physician"), token=item.token, answers=ANSWERS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_physicians_end_with_exactly_k_ratings_per_note(make_user, note_pool):
+    study, curator = _study(make_user, n=9, k=3)
+    do_open_study(actor=curator, study=study)
+    doctors = [make_user("physician") for _ in range(8)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(doctors))
+
+    def rate_everything(doctor) -> None:
+        try:
+            barrier.wait()
+            while (assignment := assignment_next(study=study, physician=doctor)) is not None:
+                do_submit_rating(study=study, physician=doctor, token=assignment.item.token, answers=ANSWERS)
+        except BaseException as error:  # collected and re-raised in the main thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=rate_everything, args=(d,)) for d in doctors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    per_item = Counter(Rating.objects.filter(assignment__study=study).values_list("assignment__item", flat=True))
+    assert len(per_item) == study.items.count() == 18
+    assert set(per_item.values()) == {3}
+    pairs = list(Assignment.objects.filter(study=study).values_list("item", "physician"))
+    assert len(pairs) == len(set(pairs)) == 18 * 3
+
+
+def test_each_physician_gets_a_personal_reproducible_order(make_user, note_pool):
+    study, curator = _study(make_user, n=9, k=3)
+    do_open_study(actor=curator, study=study)
+
+    def order(doctor) -> list[int]:
+        seen = []
+        while (assignment := assignment_next(study=study, physician=doctor)) is not None:
+            seen.append(assignment.item_id)
+            do_skip_item(study=study, physician=doctor, token=assignment.item.token, reason="order test")
+        return seen
+
+    first, second = order(make_user("physician")), order(make_user("physician"))
+    assert sorted(first) == sorted(second) == sorted(study.items.values_list("id", flat=True))
+    assert first != second
+
+
+def test_a_rater_list_admits_only_the_listed_physicians(make_user, note_pool):
+    curator = make_user("curator")
+    study = do_create_study(actor=curator, name="listed", overlap_k=1)
+    do_build_study_pool(actor=curator, study=study, n_per_origin=2, seed=4)
+    listed, other = make_user("physician"), make_user("physician")
+    do_open_study(actor=curator, study=study, physicians=[listed])
+    assert assignment_next(study=study, physician=listed) is not None
+    with pytest.raises(PermissionDenied):
+        assignment_next(study=study, physician=other)

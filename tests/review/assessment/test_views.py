@@ -1,0 +1,187 @@
+"""Rating pages, blinding as an attacker would probe it, permissions, results and exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+from django.urls import reverse
+from django.utils.html import escape
+
+from generation.models import Note
+from review.assessment.models import StudyItem
+from review.assessment.services import (
+    assignment_next,
+    do_build_study_pool,
+    do_create_study,
+    do_open_study,
+    do_submit_rating,
+)
+
+ANSWERS = {"origin": "real", "confidence": "3", "realism": "4", "plausibility": "4", "consistency": "5",
+           "language": "3"}
+
+
+@pytest.fixture
+def open_study(make_user, note_pool):
+    curator = make_user("curator")
+    study = do_create_study(actor=curator, name="blind", overlap_k=2)
+    do_build_study_pool(actor=curator, study=study, n_per_origin=4, seed=1, diagnosis_names={"J06": "ОРВИ"})
+    do_open_study(actor=curator, study=study)
+    return study
+
+
+def _secrets(study) -> list[str]:
+    """Everything that would betray an item's origin or provenance if it reached a rater."""
+    values = ["synthetic-note", "is_synthetic", "gpt-4", "smollm2", "job_id", "generation_model", "prompt_variant",
+              "origin=", "data-origin", "provenance"]
+    for item in StudyItem.objects.filter(study=study).select_related("note"):
+        values += [f"note={item.note_id}", f"/notes/{item.note_id}", item.note.content_hash]
+    return values
+
+
+def test_rating_page_shows_only_text_diagnosis_and_questions(client, make_user, open_study):
+    doctor = make_user("physician")
+    client.force_login(doctor)
+    page = client.get(reverse("assessment:rate_study", args=[open_study.pk])).content.decode()
+    for secret in _secrets(open_study):
+        assert secret not in page, secret
+    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    item = StudyItem.objects.get(token=token)
+    assert escape(item.display_text) in page
+    assert str(item.note_id) not in token and len(token) >= 16
+    # Real and synthetic notes render through one template with the same classes and attributes.
+    classes = set(re.findall(r'class="([^"]+)"', page))
+    assert not any("synth" in c or "real" in c for c in classes)
+
+
+def test_item_tokens_cannot_be_linked_to_notes(open_study):
+    items = list(StudyItem.objects.filter(study=open_study))
+    tokens = [i.token for i in items]
+    assert len(set(tokens)) == len(tokens)
+    ordered_by_note = [i.token for i in sorted(items, key=lambda i: i.note_id)]
+    assert ordered_by_note != sorted(tokens) or len(tokens) < 3
+    for item in items:
+        assert str(item.note_id) not in item.token
+
+
+def test_physician_cannot_reach_notes_results_or_other_studies(client, make_user, open_study):
+    client.force_login(make_user("physician"))
+    for url in [reverse("assessment:studies"), reverse("assessment:study_detail", args=[open_study.pk]),
+                reverse("assessment:study_results", args=[open_study.pk]),
+                reverse("assessment:study_export", args=[open_study.pk, "ratings.csv"]), "/admin/generation/note/"]:
+        response = client.get(url)
+        assert response.status_code in (302, 403), url
+        if response.status_code == 302:
+            assert "/admin/login/" in response["Location"]
+
+
+@pytest.mark.parametrize(("role", "expected"), [
+    ("physician", {"rate": 200, "studies": 403, "results": 403}),
+    ("curator", {"rate": 403, "studies": 200, "results": 200}),
+    ("researcher", {"rate": 403, "studies": 200, "results": 200}),
+    ("admin", {"rate": 200, "studies": 200, "results": 200}),
+    (None, {"rate": 403, "studies": 403, "results": 403}),
+])
+def test_every_role_against_every_study_page(client, make_user, open_study, role, expected):
+    client.force_login(make_user(role))
+    urls = {"rate": reverse("assessment:rate_study", args=[open_study.pk]), "studies": reverse("assessment:studies"),
+            "results": reverse("assessment:study_results", args=[open_study.pk])}
+    assert {name: client.get(url).status_code for name, url in urls.items()} == expected
+
+
+def test_results_and_exports(client, make_user, open_study):
+    for _ in range(2):
+        doctor = make_user("physician")
+        while (assignment := assignment_next(study=open_study, physician=doctor)) is not None:
+            truth = assignment.item.is_synthetic
+            do_submit_rating(study=open_study, physician=doctor, token=assignment.item.token,
+                             answers={**ANSWERS, "origin": "synthetic" if truth else "real"})
+    client.force_login(make_user("researcher"))
+    page = client.get(reverse("assessment:study_results", args=[open_study.pk])).content.decode()
+    assert "<svg" in page and "Fleiss" in page and 'data-testid="detectability"' in page
+    summary = client.get(reverse("assessment:study_export", args=[open_study.pk, "summary.json"])).json()
+    assert summary["detection"]["accuracy"] == 1.0 and summary["n_ratings"] == 16
+    assert summary["fleiss_kappa"] == pytest.approx(1.0)
+    assert summary["roc_auc"] == 1.0
+    raw = client.get(reverse("assessment:study_export", args=[open_study.pk, "ratings.csv"])).content.decode()
+    rows = list(csv.DictReader(io.StringIO(raw)))
+    assert len(rows) == 16 and {"realism", "model", "is_synthetic"} <= set(rows[0])
+    synthetic_models = {r["model"] for r in rows if r["is_synthetic"] == "True"}
+    assert synthetic_models <= {"gpt-4", "smollm2"} and synthetic_models
+    assert Note.objects.count() == 36
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_physician_rates_with_the_keyboard_then_curator_sees_results(make_user, note_pool, live_server, page,
+                                                                     live_login):
+    from playwright.sync_api import expect
+
+    curator = make_user("curator")
+    study = do_create_study(actor=curator, name="keyboard", overlap_k=1)
+    do_build_study_pool(actor=curator, study=study, n_per_origin=2, seed=3)
+    do_open_study(actor=curator, study=study)
+    doctor = make_user("physician")
+    live_login(doctor.username)
+    page.set_viewport_size({"width": 800, "height": 1100})  # tablet width
+    page.click("[data-nav='assessment:rate_home']")
+    page.click("text=Start / continue")
+    for _ in range(4):
+        expect(page.locator("[data-testid=note-text]")).to_be_visible()
+        page.locator("h1").click()  # focus the page, not a form field
+        for key in ["s", "4", "3", "4", "5", "2", "Enter"]:
+            page.keyboard.press(key)
+        page.wait_for_load_state()
+    expect(page.locator("[data-testid=all-done]")).to_be_visible()
+    expect(page.locator("[data-testid=progress]")).to_contain_text("4 of 4")
+    page.click("text=Log out")
+
+    live_login(curator.username)
+    page.goto(f"{live_server.url}{reverse('assessment:study_results', args=[study.pk])}")
+    expect(page.locator("[data-testid=detection]")).to_contain_text("0.500")
+    expect(page.locator("figure.plot svg")).to_have_count(2)
+    expect(page.locator("[data-testid=likert]")).to_contain_text("realism")
+
+
+def test_curator_edits_questions_while_draft_only(client, make_user, note_pool):
+    import json
+
+    curator = make_user("curator")
+    study = do_create_study(actor=curator, name="edit", overlap_k=1)
+    do_build_study_pool(actor=curator, study=study, n_per_origin=2, seed=1)
+    client.force_login(curator)
+    url = reverse("assessment:study_detail", args=[study.pk])
+    questions = dict(study.questions, likert=[{"key": "realism", "label": "Реалистичность"}])
+    client.post(url, {"action": "questions", "questions": json.dumps(questions)})
+    study.refresh_from_db()
+    assert study.questions["likert"] == [{"key": "realism", "label": "Реалистичность"}]
+    response = client.post(url, {"action": "questions", "questions": "{not json"}, follow=True)
+    assert "not valid JSON" in response.content.decode()
+    client.post(url, {"action": "open"})
+    response = client.post(url, {"action": "questions", "questions": json.dumps(study.questions | {"likert": []})},
+                           follow=True)
+    assert "frozen" in response.content.decode()
+    study.refresh_from_db()
+    assert study.state == "open" and len(study.questions["likert"]) == 1
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_curator_creates_and_opens_a_study_in_the_browser(make_user, note_pool, live_server, page, live_login):
+    from playwright.sync_api import expect
+
+    curator = make_user("curator")
+    live_login(curator.username)
+    page.click("[data-nav='assessment:studies']")
+    page.fill("input[name=name]", "Браузерное исследование")
+    page.fill("input[name=n_per_origin]", "5")
+    page.fill("input[name=overlap_k]", "2")
+    page.click("text=Create and build the pool")
+    expect(page.locator("[data-testid=pool-report]")).to_contain_text("pairs")
+    expect(page.locator("[data-testid=study-progress]")).to_contain_text("0 of 20 ratings")
+    page.click("text=Open the study")
+    expect(page.locator("h1")).to_contain_text("Open")
+    expect(page.locator("pre[data-testid=questions]")).to_contain_text("realism")

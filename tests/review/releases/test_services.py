@@ -1,0 +1,239 @@
+"""Releases: what gets in (approved, checked, unflagged or overridden; real notes only when asked, with a
+licence), immutability, versions and diffs, the memorisation block, and the export read back in every format."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from django.db import Error as DatabaseError
+from django.db import connection, transaction
+
+from generation.models import Note
+from medsyn_site.core.models import AuditRecord
+from review.curation.models import ScanJob
+from review.curation.scans import scan_run
+from review.curation.services import do_edit_note, do_override_note_flag, do_transition_note
+from review.releases.export import CSV_COLUMNS, folder_verify
+from review.releases.models import Release, ReleaseNote
+from review.releases.services import (
+    ReleaseError,
+    do_create_release,
+    release_diff,
+    release_export_run,
+    release_folder,
+    release_preview,
+)
+from tests.review.conftest import synthetic_make
+
+
+def _sql(statement: str, *params) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+
+
+@pytest.fixture
+def curator(make_user):
+    return make_user("curator")
+
+
+def approve(curator, *notes: Note, checked: bool = True) -> None:
+    for note in notes:
+        do_transition_note(actor=curator, note=note, action="submit")
+        do_transition_note(actor=curator, note=note, action="approve")
+        if checked:
+            Note.objects.filter(pk=note.pk).update(memorisation_checked_version=note.version)
+
+
+def test_release_takes_only_releasable_approved_notes(curation_pool, curator):
+    synthetic = curation_pool["synthetic"]
+    approve(curator, *synthetic[:3])
+    approve(curator, synthetic[3], checked=False)
+    Note.objects.filter(pk=synthetic[2].pk).update(near_duplicate_of=synthetic[0], duplicate_jaccard=0.91)
+    do_transition_note(actor=curator, note=synthetic[4], action="submit")  # pending: never released
+    preview = release_preview(filters={})
+    assert (preview.synthetic, preview.real) == (2, 0)
+    assert sorted(preview.held_back.values()) == [1, 1]
+    release = do_create_release(actor=curator, name="medsyn-ru", filters={}, description="Первый выпуск")
+    assert (release.version, release.note_count, release.licence) == (1, 2, "mit")
+    assert set(release.notes.values_list("note_id", flat=True)) == {synthetic[0].pk, synthetic[1].pk}
+    assert not release.notes.filter(origin="real").exists()
+    audit = AuditRecord.objects.get(action="create_release")
+    assert audit.actor == curator and audit.extra["notes"] == 2 and len(audit.extra["held_back"]) == 2
+    again = do_create_release(actor=curator, name="medsyn-ru", filters={"model": "smollm2"})
+    assert (again.version, again.note_count) == (2, 1)
+    with pytest.raises(ReleaseError, match="No note can be released"):
+        do_create_release(actor=curator, name="medsyn-ru", filters={"code": "Z99"})
+
+
+def test_real_notes_only_when_marked_with_their_licence(curation_pool, curator):
+    approve(curator, curation_pool["synthetic"][0])
+    with pytest.raises(ReleaseError, match="licence"):
+        do_create_release(actor=curator, name="mixed", filters={}, include_real=True)
+    release = do_create_release(actor=curator, name="mixed", filters={"code": "J06"}, include_real=True,
+                                real_data_licence="Apache-2.0")
+    rows = {row.origin: row for row in release.notes.all()}
+    assert set(rows) == {"real", "synthetic"} and release.real_data_licence == "Apache-2.0"
+    assert rows["real"].fields["prior"] == "real" and rows["real"].fields["generation_model"] == ""
+
+
+def test_private_example_is_written_as_private_data(curation_pool, curator):
+    synthetic = curation_pool["synthetic"]
+    approve(curator, synthetic[0], synthetic[2])  # examples: RuMedTop3 (open) and ClinicPrivate
+    release = do_create_release(actor=curator, name="privacy", filters={})
+    fields = {row.note_id: row.fields for row in release.notes.all()}
+    open_example, private = fields[synthetic[0].pk], fields[synthetic[2].pk]
+    assert open_example["anamnesis"] == curation_pool["real"][0].text and open_example["example source"] == "RuMedTop3"
+    assert private["anamnesis"] == "private_data" and private["example"] is True
+    assert curation_pool["real"][2].text not in private["prompt"] and "private_data" in private["prompt"]
+
+
+def test_a_release_is_immutable_and_versions_diff(curation_pool, curator):
+    synthetic = curation_pool["synthetic"]
+    approve(curator, *synthetic[:3])
+    first = do_create_release(actor=curator, name="frozen", filters={})
+    frozen_text = first.notes.get(note=synthetic[0]).text
+    for attempt in (lambda: ReleaseNote.objects.filter(release=first).update(text="подмена"),
+                    lambda: ReleaseNote.objects.filter(release=first).delete(),
+                    lambda: Release.objects.filter(pk=first.pk).update(name="renamed"),
+                    lambda: Release.objects.filter(pk=first.pk).update(note_count=99),
+                    lambda: _sql("DELETE FROM review_release WHERE id = %s", first.pk)):
+        with pytest.raises(DatabaseError, match="immutable"), transaction.atomic():
+            attempt()
+    Release.objects.filter(pk=first.pk).update(export_progress=50)  # export fields may change
+
+    do_transition_note(actor=curator, note=synthetic[0], action="reopen", reason="Исправить")
+    do_edit_note(actor=curator, note=synthetic[0], text=synthetic[0].text + " Рекомендован контроль.", reason="")
+    do_transition_note(actor=curator, note=synthetic[0], action="approve")
+    Note.objects.filter(pk=synthetic[0].pk).update(memorisation_checked_version=2)
+    do_transition_note(actor=curator, note=synthetic[1], action="reopen", reason="Снять")
+    approve(curator, synthetic[3])
+    second = do_create_release(actor=curator, name="frozen", filters={})
+    assert first.notes.get(note=synthetic[0]).text == frozen_text  # later edits never change a release
+    assert second.notes.get(note=synthetic[0]).text.endswith("Рекомендован контроль.")
+    diff = release_diff(first, second)
+    assert (diff.added, diff.removed, diff.changed, diff.unchanged) == (
+        [synthetic[3].pk], [synthetic[1].pk], [synthetic[0].pk], 1)
+    assert first.content_sha256 != second.content_sha256 and len(first.content_sha256) == 64
+
+
+def test_injected_copy_of_a_real_note_is_flagged_and_blocked(curation_pool, curator):
+    real = curation_pool["real"][1]
+    copy = synthetic_make("Мужчина 58 лет. " + real.text + " Направлен к кардиологу.", "I20.8")
+    honest = curation_pool["synthetic"][1]
+    approve(curator, copy, honest, checked=False)
+    scan = ScanJob.objects.create(kind="memorisation")
+    scan_run(scan.pk)
+    scan.refresh_from_db()
+    copy.refresh_from_db()
+    honest.refresh_from_db()
+    assert (scan.status, scan.flagged, scan.processed, scan.total) == ("done", 1, 7, 7)
+    assert copy.memorised and copy.memorisation_real_note_id == real.pk
+    assert copy.memorisation_ngram >= len(real.text.split()) - 1
+    assert not honest.memorised and honest.memorisation_current
+    preview = release_preview(filters={})
+    assert preview.synthetic == 1 and list(preview.held_back.values()) == [1]
+    blocked = do_create_release(actor=curator, name="privacy-check", filters={})
+    assert list(blocked.notes.values_list("note_id", flat=True)) == [honest.pk]
+    do_override_note_flag(actor=curator, note=copy, reason="Согласовано с владельцем данных")
+    allowed = do_create_release(actor=curator, name="privacy-check", filters={})
+    assert set(allowed.notes.values_list("note_id", flat=True)) == {honest.pk, copy.pk}
+    scan_run(scan.pk)  # a redelivered, finished scan does nothing
+    assert ScanJob.objects.get(pk=scan.pk).flagged == 1
+
+
+def test_duplicates_scan_flags_the_later_copy(curation_pool, curator):
+    long_text = ("Пациент 34 лет обратился с жалобами на кашель с небольшим количеством светлой мокроты, заложенность "
+                 "носа, першение в горле и слабость. Болеет в течение трёх дней, заболевание связывает с "
+                 "переохлаждением. Температура тела повышалась до 37,9, снижалась после приёма парацетамола. "
+                 "Одышки и болей в грудной клетке не отмечает, аппетит сохранён, сон не нарушен.")
+    first = synthetic_make(long_text, "J06.9")
+    later = synthetic_make(long_text.replace("трёх дней", "четырёх дней"), "J06.9")
+    scan = ScanJob.objects.create(kind="duplicates")
+    scan_run(scan.pk)
+    later.refresh_from_db()
+    first.refresh_from_db()
+    assert later.near_duplicate_of_id == first.pk and later.duplicate_jaccard >= 0.8
+    assert first.near_duplicate_of_id is None and ScanJob.objects.get(pk=scan.pk).flagged == 1
+
+
+TRICKY = 'Жалобы на "кашель", «одышку»; температура 38,1.\nВторая строка, с запятой.\r\nТретья: ёлка — 😀'
+
+
+def test_export_round_trip_in_every_format(curation_pool, curator, settings, tmp_path):
+    settings.RELEASES_DIR = tmp_path / "releases"
+    tricky = synthetic_make(TRICKY, "J06.9", example=curation_pool["real"][2])
+    approve(curator, tricky, *curation_pool["synthetic"][:2])
+    release = do_create_release(actor=curator, name="round-trip", filters={})
+    release_export_run(release.pk)
+    release.refresh_from_db()
+    assert (release.export_status, release.export_progress) == ("done", 100), release.export_error
+    folder = release_folder(release)
+    assert folder_verify(folder) == []
+    expected = [{"idx": r.idx, "ICD-10": r.icd_code, "response": r.text, **r.fields}
+                for r in release.notes.order_by("idx")]
+    assert any(row["response"] == TRICKY for row in expected)
+    jsonl = [json.loads(line) for line in (folder / "jsonl/train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert jsonl == [{key: row[key] for key in jsonl[0]} for row in expected] and set(jsonl[0]) == set(expected[0])
+    assert pq.read_table(folder / "data/train.parquet").to_pylist() == jsonl
+    with (folder / "csv/train.csv").open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == CSV_COLUMNS
+        csv_rows = list(reader)
+    assert [r["response"] for r in csv_rows] == [r["response"] for r in expected]
+    assert [r["anamnesis"] for r in csv_rows] == [r["anamnesis"] for r in expected]
+    assert "private_data" in {r["anamnesis"] for r in csv_rows}
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "license: mit" in card and "round-trip" in card and "g-1" in card and "default-symptoms_example-ru" in card
+    listed = {f["path"] for f in release.export_files}
+    assert {"data/train.parquet", "jsonl/train.jsonl", "csv/train.csv", "README.md", "SHA256SUMS"} <= listed
+    assert release.export_stats
+
+
+def test_load_dataset_reads_the_exported_folder(curation_pool, curator, settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings.RELEASES_DIR = tmp_path / "releases"
+    approve(curator, *curation_pool["synthetic"])
+    release = do_create_release(actor=curator, name="hf", filters={})
+    release_export_run(release.pk)
+    import datasets
+
+    loaded = datasets.load_dataset(str(release_folder(Release.objects.get(pk=release.pk))),
+                                   cache_dir=str(tmp_path / "cache"))
+    assert loaded["train"].num_rows == 6
+    assert sorted(loaded["train"]["response"]) == sorted(n.text for n in curation_pool["synthetic"])
+
+
+def test_commands_scan_and_release_with_progress(curation_pool, curator, settings, tmp_path):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    settings.RELEASES_DIR = tmp_path
+    approve(curator, *curation_pool["synthetic"][:3], checked=False)
+    out, err = StringIO(), StringIO()
+    call_command("scan_notes", kind="memorisation", stdout=out, stderr=err)
+    assert "6 notes scanned, 0 flagged" in out.getvalue()
+    call_command("create_release", name="cli", filter=["code=J06"], description="Из консоли", stdout=out, stderr=err)
+    release = Release.objects.get(name="cli")
+    assert (release.note_count, release.export_status, release.created_by) == (1, "done", None)
+    assert folder_verify(release_folder(release)) == [] and "cli v1: 1 notes" in out.getvalue()
+    assert AuditRecord.objects.filter(action="create_release", actor=None).exists()
+    with pytest.raises(CommandError, match="bad --filter"):
+        call_command("create_release", name="cli", filter=["recall_min=много"], stdout=out, stderr=err)
+    with pytest.raises(CommandError, match="No note can be released"):
+        call_command("create_release", name="cli", filter=["code=Z99"], stdout=out, stderr=err)
+
+
+def test_importing_real_notes_invalidates_the_memorisation_check(curation_pool, curator):
+    from generation.services import NoteRow, notes_import
+
+    approve(curator, curation_pool["synthetic"][0])
+    assert release_preview(filters={}).synthetic == 1
+    notes_import(rows=[NoteRow(line=1, text="Жалобы на кашель и слабость три дня.", icd_code="J06.9", metadata={})],
+                 source="new.jsonl", origin="real", source_dataset="RuMedTop3")
+    preview = release_preview(filters={})
+    assert preview.synthetic == 0 and "not checked for memorisation" in next(iter(preview.held_back))
