@@ -1,0 +1,61 @@
+"""The one reader of RuMedTop3 files (RuMedBench, Blinov et al. 2022, Apache-2.0): jsonl lines of {idx, symptoms, code}.
+
+The graph's symptom frequencies and the real-note import both read these files; both get the same validation
+(an ICD-10 code, non-empty fields) and the same line-numbered problems.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .icd10 import icd_code_clean
+
+FIELDS = ("idx", "symptoms", "code")
+
+
+@dataclass(frozen=True)
+class RuMedTop3Record:
+    line: int
+    idx: str
+    text: str  # the "symptoms" field: the patient's complaints and anamnesis as written at the visit
+    code: str  # upper-cased ICD-10 code
+
+
+def rumedtop3_rows(path: Path) -> Iterator[RuMedTop3Record | tuple[int, str]]:
+    """Each record of a RuMedTop3 jsonl file, or (line, problem) for a bad line; blank lines are skipped."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, f"not valid JSON ({error.msg}, column {error.colno})"
+                continue
+            if not isinstance(record, dict):
+                yield number, "not a JSON object"
+                continue
+            missing = [key for key in FIELDS if not str(record.get(key) or "").strip()]
+            if missing:
+                yield number, f"missing or empty field(s): {', '.join(missing)}"
+                continue
+            try:
+                code = icd_code_clean(record["code"])
+            except ValueError as error:
+                yield number, str(error)
+                continue
+            yield RuMedTop3Record(line=number, idx=str(record["idx"]), text=str(record["symptoms"]).strip(), code=code)
+
+
+def rumedtop3_read(path: Path) -> list[RuMedTop3Record]:
+    """Every record of a file, or InputError listing every bad line (nothing is returned then)."""
+    records, problems = [], []
+    for row in rumedtop3_rows(path):
+        (problems if isinstance(row, tuple) else records).append(row)
+    if problems:
+        raise InputError(path.name, problems)
+    return records
