@@ -51,7 +51,7 @@ class AuditRecord(models.Model):
     """Who changed what, when, from which state to which, and why; written with the change itself."""
 
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    action = models.CharField(max_length=64, choices=AuditEvent.choices)
+    action = models.CharField(max_length=64)  # an AuditEvent value (audit_record refuses any other)
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64)
     from_state = models.CharField(max_length=32, blank=True, default="")
@@ -67,6 +67,10 @@ class AuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}#{self.object_id}"
+
+    @property
+    def event_label(self) -> str:
+        return str(AuditEvent(self.action).label) if self.action in AuditEvent.values else self.action
 
 
 class JobStatus(models.TextChoices):
