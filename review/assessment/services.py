@@ -272,6 +272,9 @@ def do_submit_rating(*, study: Study, physician: AbstractBaseUser, token: str, a
             assignment.status, assignment.answered_at = Assignment.Status.DONE, now
             assignment.seconds_on_item = (now - assignment.assigned_at).total_seconds()
             assignment.save(update_fields=["status", "answered_at", "seconds_on_item"])
+            audit_write(actor=physician, action=AuditEvent.SUBMIT_RATING, obj=rating,
+                        from_state=Assignment.Status.ASSIGNED, to_state=Assignment.Status.DONE,
+                        extra={"study": locked.pk, "item": assignment.item_id})
         else:
             for field, value in values.items():
                 setattr(rating, field, value)
@@ -289,6 +292,8 @@ def do_skip_item(*, study: Study, physician: AbstractBaseUser, token: str, reaso
         raise ValidationError({"reason": "say why you skip this note"})
     with transaction.atomic():
         locked = _lock(study)
+        if locked.state != Study.State.OPEN:
+            raise StudyStateError("The study is closed; items can no longer be skipped.")
         assignment = (Assignment.objects.select_for_update()
                       .filter(study=locked, physician=physician, item__token=token,
                               status=Assignment.Status.ASSIGNED).first())

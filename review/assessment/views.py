@@ -53,6 +53,16 @@ def _rater_study(request: HttpRequest, study_id: int) -> Study:
     return get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
 
 
+def _study_closed(request: HttpRequest, error: StudyStateError) -> HttpResponse:
+    """The study closed while the physician was on it: say so and go back to the list (never a 500)."""
+    messages.error(request, " ".join(error.messages))
+    return redirect("assessment:rate_home")
+
+
+def _field_errors(error: ValidationError) -> dict:
+    return error.message_dict if hasattr(error, "error_dict") else {"__all__": error.messages}
+
+
 def _answers(request: HttpRequest) -> dict:
     return {key: request.POST.get(key) for key in request.POST if key not in ("csrfmiddlewaretoken", "token")}
 
@@ -63,17 +73,19 @@ def rate_study(request: HttpRequest, study_id: int) -> HttpResponse:
     """One note at a time: GET shows the current item, POST records the answers and moves on."""
     study = _rater_study(request, study_id)
     errors = {}
-    if request.method == "POST":
-        try:
+    try:
+        if request.method == "POST":
             do_submit_rating(study=study, physician=request.user, token=request.POST.get("token", ""),
                              answers=_answers(request))
             return redirect("assessment:rate_study", study_id=study.pk)
-        except ValidationError as error:
-            errors = error.message_dict
-        except StudyStateError as error:
-            messages.error(request, error.messages[0])
-            return redirect("assessment:rate_home")
-    assignment = assignment_next(study=study, physician=request.user)
+    except StudyStateError as error:  # a subclass of ValidationError: caught first
+        return _study_closed(request, error)
+    except ValidationError as error:
+        errors = _field_errors(error)
+    try:
+        assignment = assignment_next(study=study, physician=request.user)
+    except StudyStateError as error:
+        return _study_closed(request, error)
     previous = (Rating.objects.filter(assignment__study=study, assignment__physician=request.user)
                 .select_related("assignment__item").order_by("-assignment__answered_at")[:50])
     return render(request, "review/assessment/rate_item.html", {
@@ -95,8 +107,10 @@ def rate_revise(request: HttpRequest, study_id: int, token: str) -> HttpResponse
             do_submit_rating(study=study, physician=request.user, token=token, answers=_answers(request))
             messages.success(request, _("Your answer was revised."))
             return redirect("assessment:rate_study", study_id=study.pk)
+        except StudyStateError as error:
+            return _study_closed(request, error)
         except ValidationError as error:
-            errors = error.message_dict
+            errors = _field_errors(error)
     answers = {"origin": "synthetic" if rating.judged_synthetic else "real", "confidence": str(rating.confidence),
                "comment": rating.comment, **{k: str(v) for k, v in rating.likert.items()}}
     return render(request, "review/assessment/rate_item.html", {
@@ -113,6 +127,8 @@ def rate_skip(request: HttpRequest, study_id: int) -> HttpResponse:
     try:
         do_skip_item(study=study, physician=request.user, token=request.POST.get("token", ""),
                      reason=request.POST.get("reason", ""))
+    except StudyStateError as error:
+        return _study_closed(request, error)
     except ValidationError:
         messages.error(request, _("Say why you skip this note."))
     return redirect("assessment:rate_study", study_id=study.pk)

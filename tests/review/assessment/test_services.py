@@ -87,6 +87,8 @@ def test_physician_flow_resume_revise_skip(make_user, note_pool):
     rating = do_submit_rating(study=study, physician=doctor, token=first.item.token, answers=ANSWERS)
     first.refresh_from_db()
     assert first.status == "done" and first.seconds_on_item >= 0
+    submitted = AuditRecord.objects.get(action="submit_rating", object_type="Rating", object_id=str(rating.pk))
+    assert submitted.actor == doctor and (submitted.from_state, submitted.to_state) == ("assigned", "done")
     revised = do_submit_rating(study=study, physician=doctor, token=first.item.token,
                                answers=dict(ANSWERS, origin="real"))
     assert revised.pk == rating.pk and revised.revisions == 1 and revised.judged_synthetic is False

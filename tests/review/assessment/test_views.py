@@ -185,3 +185,43 @@ def test_curator_creates_and_opens_a_study_in_the_browser(make_user, note_pool, 
     page.click("text=Open the study")
     expect(page.locator("h1")).to_contain_text("Open")
     expect(page.locator("pre[data-testid=questions]")).to_contain_text("realism")
+
+
+@pytest.fixture
+def closing_mid_request(monkeypatch, make_user):
+    """The study closes between the page's read of it and the service's write: the race bug 5 is about."""
+    from review.assessment import views
+    from review.assessment.services import do_close_study
+
+    curator = make_user("curator")
+    read = views._rater_study
+
+    def read_then_close(request, study_id):
+        study = read(request, study_id)
+        do_close_study(actor=curator, study=study)
+        return study
+
+    monkeypatch.setattr(views, "_rater_study", read_then_close)
+
+
+def test_a_study_closed_mid_request_gives_a_message_not_a_500(client, make_user, open_study, closing_mid_request):
+    doctor = make_user("physician")
+    client.force_login(doctor)
+    token = assignment_next(study=open_study, physician=doctor).item.token
+    response = client.post(reverse("assessment:rate_study", args=[open_study.pk]), {"token": token, **ANSWERS})
+    assert response.status_code == 302 and response.url == reverse("assessment:rate_home")
+    page = client.get(response.url).content.decode()
+    assert "The study is closed" in page
+
+
+def test_no_skip_after_the_study_closed(client, make_user, open_study, closing_mid_request):
+    from review.assessment.models import Assignment
+
+    doctor = make_user("physician")
+    client.force_login(doctor)
+    assignment = assignment_next(study=open_study, physician=doctor)
+    response = client.post(reverse("assessment:rate_skip", args=[open_study.pk]),
+                           {"token": assignment.item.token, "reason": "unreadable"})
+    assert response.status_code == 302 and response.url == reverse("assessment:rate_home")
+    assignment.refresh_from_db()
+    assert assignment.status == Assignment.Status.ASSIGNED and assignment.skip_reason == ""
