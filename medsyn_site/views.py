@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
+from medsyn_site.access import permission_view
 from medsyn_site.health import all_components
 
 
@@ -26,8 +27,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 @never_cache
-@login_required
-@permission_required("medsyn_site.view_status", raise_exception=True)
+@permission_view("medsyn_site.view_status")
 def status(request: HttpRequest) -> HttpResponse:
     components = all_components()
     context = {"components": components, "all_ok": all(c.ok for c in components)}

@@ -3,13 +3,14 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+
+from medsyn_site.access import permission_view
 
 from .forms import StudyCreateForm
 from .models import Assignment, Rating, Study
@@ -29,6 +30,9 @@ from .services import (
 )
 
 SCALE = range(1, 6)
+_rate = permission_view("medsyn_site.rate_notes")
+_manage_studies = permission_view("medsyn_site.manage_studies")
+_view_results = permission_view("medsyn_site.view_results")
 
 
 def _progress(study: Study, user) -> dict:
@@ -42,8 +46,7 @@ def _progress(study: Study, user) -> dict:
             "mine_percent": round(100 * (done + skipped) / items) if items else 0}
 
 
-@login_required
-@permission_required("medsyn_site.rate_notes", raise_exception=True)
+@_rate
 def rate_home(request: HttpRequest) -> HttpResponse:
     studies = [(study, _progress(study, request.user)) for study in studies_open_for_rater(request.user)]
     return render(request, "review/assessment/rate_home.html", {"studies": studies})
@@ -67,8 +70,7 @@ def _answers(request: HttpRequest) -> dict:
     return {key: request.POST.get(key) for key in request.POST if key not in ("csrfmiddlewaretoken", "token")}
 
 
-@login_required
-@permission_required("medsyn_site.rate_notes", raise_exception=True)
+@_rate
 def rate_study(request: HttpRequest, study_id: int) -> HttpResponse:
     """One note at a time: GET shows the current item, POST records the answers and moves on."""
     study = _rater_study(request, study_id)
@@ -95,8 +97,7 @@ def rate_study(request: HttpRequest, study_id: int) -> HttpResponse:
     })
 
 
-@login_required
-@permission_required("medsyn_site.rate_notes", raise_exception=True)
+@_rate
 def rate_revise(request: HttpRequest, study_id: int, token: str) -> HttpResponse:
     study = _rater_study(request, study_id)
     rating = get_object_or_404(Rating.objects.select_related("assignment__item"), assignment__study=study,
@@ -119,8 +120,7 @@ def rate_revise(request: HttpRequest, study_id: int, token: str) -> HttpResponse
     })
 
 
-@login_required
-@permission_required("medsyn_site.rate_notes", raise_exception=True)
+@_rate
 @require_POST
 def rate_skip(request: HttpRequest, study_id: int) -> HttpResponse:
     study = _rater_study(request, study_id)
@@ -134,8 +134,7 @@ def rate_skip(request: HttpRequest, study_id: int) -> HttpResponse:
     return redirect("assessment:rate_study", study_id=study.pk)
 
 
-@login_required
-@permission_required("medsyn_site.manage_studies", raise_exception=True)
+@_manage_studies
 def studies(request: HttpRequest) -> HttpResponse:
     form = StudyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -161,8 +160,7 @@ def _diagnosis_names() -> dict[str, str]:
     return {code: icd.get_description(code) for code in icd.get_all_codes(with_dots=True) if len(code) == 3}
 
 
-@login_required
-@permission_required("medsyn_site.manage_studies", raise_exception=True)
+@_manage_studies
 def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_object_or_404(Study, pk=pk)
     if request.method == "POST":
@@ -192,8 +190,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     })
 
 
-@login_required
-@permission_required("medsyn_site.view_results", raise_exception=True)
+@_view_results
 def study_results_page(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_object_or_404(Study, pk=pk)
     summary = study_results(study)
@@ -210,8 +207,7 @@ def study_results_page(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "review/assessment/results.html", {"study": study, "summary": summary, "plots": plots})
 
 
-@login_required
-@permission_required("medsyn_site.view_results", raise_exception=True)
+@_view_results
 def study_export(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     study = get_object_or_404(Study, pk=pk)
     if kind == "ratings.csv":
