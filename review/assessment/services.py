@@ -18,6 +18,7 @@ from django.utils import timezone
 from generation.models import Note
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import StateConflict
+from medsyn_site.core.icd10 import icd_category_names
 from medsyn_site.core.models import AuditEvent
 
 from .blinding import length_band, rater_text
@@ -153,6 +154,17 @@ def do_build_study_pool(*, actor: AbstractBaseUser, study: Study, n_per_origin: 
     study.save(update_fields=["pool_report"])
     audit_write(actor=actor, action=AuditEvent.BUILD_STUDY_POOL, obj=study, extra=study.pool_report)
     return study.pool_report
+
+
+@transaction.atomic
+def do_set_up_study(*, actor: AbstractBaseUser, name: str, instructions: str, overlap_k: int, n_per_origin: int,
+                    seed: int, synthetic: SyntheticFilter = SyntheticFilter()) -> Study:
+    """A new draft study with its matched pool, both or neither (the study form's one action)."""
+    study = do_create_study(actor=actor, name=name, instructions=instructions, overlap_k=overlap_k)
+    do_build_study_pool(actor=actor, study=study, n_per_origin=n_per_origin, seed=seed, synthetic=synthetic,
+                        diagnosis_names=icd_category_names())
+    study.refresh_from_db()
+    return study
 
 
 @transaction.atomic

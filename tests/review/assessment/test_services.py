@@ -179,3 +179,16 @@ def test_a_rater_list_admits_only_the_listed_physicians(make_user, note_pool):
     assert assignment_next(study=study, physician=listed) is not None
     with pytest.raises(PermissionDenied):
         assignment_next(study=study, physician=other)
+
+
+def test_set_up_study_creates_the_study_and_its_pool_in_one_action(make_user, note_pool):
+    from review.assessment.services import do_set_up_study
+
+    curator = make_user("curator")
+    study = do_set_up_study(actor=curator, name="set up", instructions="", overlap_k=2, n_per_origin=4, seed=3)
+    assert study.pool_report["pairs"] == 4 and study.items.count() == 8
+    assert set(study.items.values_list("diagnosis_name", flat=True)) <= {
+        "Acute upper respiratory infections of multiple and unspecified sites", "Dorsalgia",
+        "Essential (primary) hypertension"}
+    actions = list(AuditRecord.objects.filter(object_id=str(study.pk)).values_list("action", flat=True))
+    assert sorted(actions) == ["build_study_pool", "create_study"]
