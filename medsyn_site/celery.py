@@ -38,7 +38,7 @@ def _log_task_end(task_id: str, task, state: str | None = None, **_: object) -> 
 
 
 class WorkerHeartbeat:
-    """Writes a short-lived key per consumed queue into the broker's Redis.
+    """Writes a short-lived key per consumed queue into Redis: the broker's, or the result backend's for AMQP.
 
     The status page reads these keys: a key that expired means the worker for that queue is gone.
     A thread, not the task loop, so a long model call in the solo pool does not look like a death.
@@ -56,21 +56,29 @@ class WorkerHeartbeat:
     def stop(self) -> None:
         self._stop.set()
 
+    def beat(self) -> bool:
+        """Write one heartbeat per queue; False when no Redis can hold them (see health.heartbeat_store_url)."""
+        from django.conf import settings
+
+        from medsyn_site.health import heartbeat_key, heartbeat_store_url, redis_client
+
+        store = heartbeat_store_url()
+        if store is None:
+            return False
+        client = redis_client(store)
+        for queue in self.queues:
+            client.set(heartbeat_key(queue, self.hostname), str(os.getpid()), ex=settings.WORKER_HEARTBEAT_TTL_SECONDS)
+        return True
+
     def _run(self) -> None:
         from django.conf import settings
 
-        from medsyn_site.health import heartbeat_key, redis_client
-
         while not self._stop.is_set():
             try:
-                client = redis_client(settings.CELERY_BROKER_URL)
-                for queue in self.queues:
-                    client.set(
-                        heartbeat_key(queue, self.hostname),
-                        str(os.getpid()),
-                        ex=settings.WORKER_HEARTBEAT_TTL_SECONDS,
-                    )
-            except Exception:  # the broker may be down; try again next beat
+                if not self.beat():
+                    logger.warning("worker heartbeats off: neither the broker nor the result backend is Redis")
+                    return
+            except Exception:  # Redis may be down; try again next beat
                 logger.warning("worker heartbeat failed", exc_info=True)
             self._stop.wait(settings.WORKER_HEARTBEAT_SECONDS)
 

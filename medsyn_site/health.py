@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
@@ -14,6 +15,8 @@ from django.db import connections
 from django.utils.translation import gettext as _
 
 HEARTBEAT_PREFIX = "medsyn:worker-heartbeat"
+REDIS_SCHEMES = frozenset({"redis", "rediss"})
+BROKER_TIMEOUT_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,22 @@ def heartbeat_key(queue: str, hostname: str) -> str:
 @lru_cache(maxsize=8)
 def redis_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def url_scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def heartbeat_store_url() -> str | None:
+    """The Redis that holds worker heartbeats: the broker if it is Redis, else a Redis result backend, else None.
+
+    Heartbeats are plain expiring keys, which an AMQP broker cannot hold; with AMQP the result backend is
+    Redis in any working setup (Celery 5 has no AMQP result backend), so workers and checks agree on it.
+    """
+    for url in (settings.CELERY_BROKER_URL, getattr(settings, "CELERY_RESULT_BACKEND", None) or ""):
+        if url_scheme(url) in REDIS_SCHEMES:
+            return url
+    return None
 
 
 def _timed(name: str, label: str, check: Callable[[], str]) -> ComponentStatus:
@@ -69,17 +88,49 @@ def check_graph() -> ComponentStatus:
     return _timed("graph", _("Graph database"), run)
 
 
+def _kombu_connect(url: str) -> None:
+    """Open and close one broker connection through Celery's own settings (SSL, transport options)."""
+    from medsyn_site.celery import app
+
+    with app.connection_for_write(url, connect_timeout=BROKER_TIMEOUT_SECONDS) as connection:
+        connection.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_SECONDS
+        )
+
+
 def check_broker() -> ComponentStatus:
+    """Any Celery broker: Redis answers PING; other transports (AMQP, ...) must accept a kombu connection."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    url = settings.CELERY_BROKER_URL
+    scheme = url_scheme(url)
+    kind = {"redis": "Redis", "rediss": "Redis", "amqp": "AMQP", "amqps": "AMQP", "pyamqp": "AMQP"}.get(scheme)
+
     def run() -> str:
-        redis_client(settings.CELERY_BROKER_URL).ping()
+        if scheme in REDIS_SCHEMES:
+            redis_client(url).ping()
+        elif scheme in TRANSPORT_ALIASES:
+            _kombu_connect(url)
+        else:
+            raise ValueError(
+                _("unsupported broker scheme %(scheme)r: use redis://, rediss://, amqp://, amqps:// or pyamqp://")
+                % {"scheme": f"{scheme}://" if scheme else ""}
+            )
         return _("Celery broker answers")
 
-    return _timed("broker", _("Broker (Redis)"), run)
+    label = _("Broker (%(kind)s)") % {"kind": kind} if kind else _("Broker")
+    return _timed("broker", label, run)
 
 
 def check_worker_queue(queue: str) -> ComponentStatus:
     def run() -> str:
-        keys = list(redis_client(settings.CELERY_BROKER_URL).scan_iter(f"{HEARTBEAT_PREFIX}:{queue}:*", count=100))
+        store = heartbeat_store_url()
+        if store is None:
+            raise RuntimeError(
+                _("cannot tell: worker heartbeats need Redis as the broker or the result backend (broker is %(s)s://)")
+                % {"s": url_scheme(settings.CELERY_BROKER_URL)}
+            )
+        keys = list(redis_client(store).scan_iter(f"{HEARTBEAT_PREFIX}:{queue}:*", count=100))
         if not keys:
             raise RuntimeError(_("no worker is consuming this queue"))
         hosts = sorted(k.decode().rsplit(":", 1)[-1] for k in keys)
