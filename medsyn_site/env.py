@@ -187,6 +187,20 @@ def broker_from_url(variable: str, url: str) -> str:
     return url
 
 
+def result_backend_from_url(variable: str, url: str | None, *, broker_url: str) -> str:
+    """Where task results go: a Redis URL, or rpc:// (results sent back over an AMQP broker). Unset: the broker's
+    Redis on db 2, or rpc:// when the broker is not Redis (Celery has no amqp:// result backend)."""
+    if not url:
+        return broker_url.rsplit("/", 1)[0] + "/2" if urlsplit(broker_url).scheme in {"redis", "rediss"} else "rpc://"
+    scheme = urlsplit(url).scheme
+    if scheme == "rpc":
+        return url
+    if scheme not in {"redis", "rediss"}:
+        raise ConfigError(variable, f"scheme must be redis:// or rpc:// (got {scheme or 'none'!r})",
+                          "redis://127.0.0.1:6390/2")
+    return broker_from_url(variable, url)
+
+
 def http_url(variable: str, url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:

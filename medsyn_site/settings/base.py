@@ -16,6 +16,7 @@ from medsyn_site.env import (
     env_str,
     graph_from_url,
     http_url,
+    result_backend_from_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -97,8 +98,8 @@ GRAPH = graph_from_url("GRAPH_URL", env_str("GRAPH_URL", LOCAL_GRAPH_URL))
 GRAPH_TIMEOUT_SECONDS = env_int("GRAPH_TIMEOUT_SECONDS", 10, minimum=1)
 
 CELERY_BROKER_URL = broker_from_url("CELERY_BROKER_URL", env_str("CELERY_BROKER_URL", LOCAL_BROKER_URL))
-CELERY_RESULT_BACKEND = broker_from_url(
-    "CELERY_RESULT_BACKEND", env_str("CELERY_RESULT_BACKEND", CELERY_BROKER_URL.rsplit("/", 1)[0] + "/2")
+CELERY_RESULT_BACKEND = result_backend_from_url(
+    "CELERY_RESULT_BACKEND", env_str("CELERY_RESULT_BACKEND", ""), broker_url=CELERY_BROKER_URL
 )
 
 OPENAI_BASE_URL = http_url("OPENAI_BASE_URL", env_str("OPENAI_BASE_URL", "https://api.openai.com/v1"))

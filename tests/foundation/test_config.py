@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from medsyn_site.env import ConfigError, broker_from_url, database_from_url, graph_from_url
+from medsyn_site.env import ConfigError, broker_from_url, database_from_url, graph_from_url, result_backend_from_url
 from medsyn_site.stack import BASE_DIR
 
 
@@ -103,3 +103,19 @@ def test_production_starts_with_proper_settings():
     result = _manage_check({"DJANGO_SECRET_KEY": "s3cret-" * 8, "DJANGO_DEBUG": "false"},
                            "medsyn_site.settings.production")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("broker", "given", "expected"), [
+    ("redis://127.0.0.1:6390/1", "", "redis://127.0.0.1:6390/2"),
+    ("amqp://guest:guest@127.0.0.1:5672//", "", "rpc://"),
+    ("amqp://guest:guest@127.0.0.1:5672//", "redis://127.0.0.1:6390/3", "redis://127.0.0.1:6390/3"),
+    ("amqp://guest:guest@127.0.0.1:5672//", "rpc://", "rpc://"),
+])
+def test_result_backend_follows_the_broker(broker, given, expected):
+    assert result_backend_from_url("CELERY_RESULT_BACKEND", given, broker_url=broker) == expected
+
+
+def test_result_backend_refuses_a_scheme_celery_cannot_use():
+    with pytest.raises(ConfigError, match="CELERY_RESULT_BACKEND"):
+        result_backend_from_url("CELERY_RESULT_BACKEND", "amqp://127.0.0.1:5672//", broker_url="amqp://h:5672//")
+
