@@ -43,6 +43,10 @@ class PlanTask:
 
 @dataclass(frozen=True)
 class PlanRow:
+    """One category of a plan. n_exmp is N_exmp(C) for this plan: the usable example notes of the category the
+    tasks sample from (the examples passed to plan_build, real notes with at least min_words words), and
+    weight = w(C) computed from exactly this n_exmp and n_symp, so the preview shows what the allocation used."""
+
     category: str
     name: str
     count: int
@@ -81,7 +85,7 @@ def examples_group(notes: Iterable[tuple[int, str, str]], *, min_words: int = DE
     return grouped
 
 
-def _counts(data: SamplingData, categories: list[str], budget: int, allocation: Allocation,
+def _counts(weights: dict[str, float], categories: list[str], budget: int, allocation: Allocation,
             explicit: dict[str, int], overrides: dict[str, int]) -> dict[str, int]:
     if allocation == "explicit":
         counts = {key: explicit.get(key, 0) for key in categories}
@@ -90,8 +94,7 @@ def _counts(data: SamplingData, categories: list[str], budget: int, allocation: 
         # The remainder goes to the first categories in code order: deterministic and documented.
         counts = {key: base + (1 if i < remainder else 0) for i, key in enumerate(categories)}
     else:
-        weights = {key: category_weight(data.categories[key]) for key in categories}
-        total = sum(weights.values())
+        total = sum(weights[key] for key in categories)
         if total == 0:
             raise PlanError("none of the chosen categories has both example notes and symptoms; "
                             "use uniform or explicit allocation")
@@ -115,7 +118,10 @@ def plan_build(
     symptom_mode: SymptomMode = "uniform",
     language: str = "ru",
 ) -> Plan:
-    """Allocate the budget over categories and sample every task's symptoms and example note."""
+    """Allocate the budget over categories and sample every task's symptoms and example note.
+
+    Weighted allocation uses w(C) = J3(N_exmp) * J3(N_symp) with N_exmp = len(examples[C]), the usable example
+    notes (as examples_group selects them) that the tasks draw from; the plan rows show that same N_exmp."""
     chosen = sorted(set(categories) if categories else (k for k in data.categories if k in examples))
     unknown = [key for key in chosen if key not in data.categories]
     if unknown:
@@ -124,13 +130,17 @@ def plan_build(
         raise PlanError("no categories chosen")
     if budget < 0:
         raise PlanError("the budget cannot be negative")
-    counts = _counts(data, chosen, budget, allocation, explicit_counts or {}, overrides or {})
+    # N_exmp(C) is the number of usable example notes the tasks sample from (METHOD.md: real notes of C with at
+    # least min_words words); the same count feeds w(C) and the preview row, never the graph's stored n_examples.
+    n_exmp = {key: len(examples.get(key, [])) for key in chosen}
+    weights = {key: category_weight(n_exmp[key], data.categories[key].n_symp) for key in chosen}
+    counts = _counts(weights, chosen, budget, allocation, explicit_counts or {}, overrides or {})
     template = TEMPLATE_EXAMPLES.get(language, TEMPLATE_EXAMPLES["en"])
     rows, tasks = [], []
     for key in chosen:
         entry = data.categories[key]
-        rows.append(PlanRow(key, entry.name, counts[key], round(category_weight(entry), 4),
-                            len(examples.get(key, [])), round(entry.n_symp, 2)))
+        rows.append(PlanRow(key, entry.name, counts[key], round(weights[key], 4), n_exmp[key],
+                            round(entry.n_symp, 2)))
         for i in range(counts[key]):
             rng = random.Random(f"{seed}:{key}:{i}")
             donor, symptoms = symptoms_sample(data, key, seed=rng, weighted=symptom_mode == "weighted")

@@ -21,6 +21,8 @@ MIN_SYMPTOMS, MAX_SYMPTOMS = 2, 5
 class CategoryData:
     key: str
     name: str
+    # Stored on the graph's category node at import: that import's real notes of C with >= 30 words. A generation
+    # plan does not use it; it counts the usable example notes it actually samples from (generation.planning).
     n_examples: int
     n_notes: int
     # donor code -> [(symptom name, weight)], weight = the largest count over the edge sources
@@ -96,13 +98,19 @@ def j3(x: float) -> float:
     return x
 
 
-def category_weight(entry: CategoryData) -> float:
-    """w(C) = J3(N_exmp(C)) * J3(N_symp(C))."""
-    return j3(entry.n_examples) * j3(entry.n_symp)
+def category_weight(n_exmp: float, n_symp: float) -> float:
+    """w(C) = J3(N_exmp(C)) * J3(N_symp(C)) (METHOD.md).
+
+    The caller passes the counts, so the weight is always computed from the N_exmp it shows: a generation plan
+    passes the usable example notes it samples from, the graph statistics the count stored on the graph.
+    """
+    return j3(n_exmp) * j3(n_symp)
 
 
 @dataclass(frozen=True)
 class CategoryBudgetRow:
+    """One category of the graph statistics; n_exmp is the graph's stored CategoryData.n_examples."""
+
     key: str
     name: str
     n_symp: float
@@ -115,9 +123,13 @@ class CategoryBudgetRow:
 
 def category_budget(data: SamplingData, budget: int = 0, *, forced: dict[str, int] | None = None
                     ) -> list[CategoryBudgetRow]:
-    """Per-category N_symp, N_exmp, w(C), p(C) and n(C) = round(p(C) * budget); forced overrides n(C)."""
+    """Per-category N_symp, N_exmp, w(C), p(C) and n(C) = round(p(C) * budget); forced overrides n(C).
+
+    From the graph alone: N_exmp is the count stored on the category node at import (real notes with >= 30
+    words then), not the notes a generation plan finds usable now; plans use generation.planning.plan_build.
+    """
     forced = forced or {}
-    weights = {key: category_weight(entry) for key, entry in data.categories.items()}
+    weights = {key: category_weight(entry.n_examples, entry.n_symp) for key, entry in data.categories.items()}
     total = sum(weights.values()) or 1.0
     rows = []
     for key in sorted(data.categories):

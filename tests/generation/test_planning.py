@@ -43,12 +43,15 @@ def test_same_seed_same_plan_and_another_seed_differs():
 def test_weighted_allocation_follows_w_of_c():
     data = _data()
     plan = plan_build(data, categories=["J06", "M54"], budget=100, seed=1, examples=_examples())
-    weights = {key: category_weight(data.categories[key]) for key in ("J06", "M54")}
+    # N_exmp is the usable example count (J06: 1, M54: 2), not the graph's stored n_examples (40, 300)
+    n_exmp = {key: len(notes) for key, notes in _examples().items()}
+    weights = {key: category_weight(n_exmp[key], data.categories[key].n_symp) for key in ("J06", "M54")}
     expected = {key: round(w / sum(weights.values()) * 100) for key, w in weights.items()}
     assert {row.category: row.count for row in plan.rows} == expected
     assert Counter(task.category for task in plan.tasks) == Counter(expected)
     row = next(r for r in plan.rows if r.category == "M54")
     assert (row.n_exmp, row.n_symp) == (2, 2.5)
+    assert row.weight == round(weights["M54"], 4)
 
 
 def test_uniform_explicit_and_overrides():

@@ -79,8 +79,9 @@ def test_weighted_mode_prefers_frequent_symptoms():
 def test_j3_reference_values_and_weight():
     assert [round(j3(x), 3) for x in (1, 10, 100, 1000)] == [0.423, 0.799, 1.003, 1.121]
     assert DATA.categories["I10"].n_symp == 5.0
-    assert category_weight(DATA.categories["J06"]) == pytest.approx(j3(10) * j3(10))
-    assert category_weight(DATA.categories["Z00"]) == 0.0
+    assert category_weight(10, DATA.categories["J06"].n_symp) == pytest.approx(j3(10) * j3(10))
+    assert category_weight(5, DATA.categories["Z00"].n_symp) == 0.0
+    assert category_weight(0, 5.0) == 0.0
 
 
 def test_budget_follows_weights_and_forced_counts():
