@@ -43,13 +43,17 @@ class PromptTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(ModelConfig)
 class ModelConfigAdmin(admin.ModelAdmin):
-    list_display = ["name", "backend", "api_model", "model_path", "adapter_path", "batch_size", "updated_at"]
+    list_display = ["name", "backend", "api_model", "model_path", "adapter_path", "batch_size", "concurrency",
+                    "updated_at"]
     list_filter = ["backend"]
     search_fields = ["name", "api_model", "model_path"]
     fieldsets = [
         (None, {"fields": ["name", "backend", "prompt_format"]}),
-        ("API", {"fields": ["base_url", "api_model", "timeout_seconds", "max_retries", "backoff_initial_seconds",
-                            "backoff_max_seconds", "price_per_1k_tokens"]}),
+        # A job sends batch_size requests at a time and waits for all of them (the cost cap is checked between
+        # batches), so at most min(concurrency, batch_size) requests are ever in flight.
+        ("API", {"fields": ["base_url", "api_model", "concurrency", "timeout_seconds", "max_retries",
+                            "backoff_initial_seconds", "backoff_max_seconds", "price_per_1k_tokens"],
+                 "description": "Requests in flight per job: the smaller of concurrency and batch size."}),
         ("Local", {"fields": ["model_path", "gguf_file", "adapter_path", "revision", "dtype", "device",
                               "batch_size"]}),
         ("Sampling", {"fields": ["temperature", "top_p", "max_new_tokens"]}),

@@ -4,14 +4,21 @@ The client's own retries are off (max_retries=0) so that every attempt is logged
 Retried: 429, 5xx, timeouts and connection errors, with capped exponential backoff plus jitter
 (a Retry-After header, when sent, is honoured up to the cap). Not retried: other 4xx and malformed
 responses; those end the item with an error and the batch goes on.
+
+Concurrency: generate() runs the requests of one batch on a thread pool of at most config.concurrency threads
+sharing one client (the sync client and its connection pool are thread-safe), so at most that many requests are
+in flight; each keeps its own retry loop and backoff. The pool lives for one generate() call only: the job loop
+checks cancellation and the cost cap between batches, and nothing of a batch is still running when it does.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -72,8 +79,13 @@ def _completion_text(response: Any) -> tuple[str, int, int]:
                                                                                 or 0)
 
 
+def _worker_count(config: ModelConfig, requests: int) -> int:
+    """Threads for a batch of requests: config.concurrency (at least 1), never more than there are requests."""
+    return max(1, min(config.concurrency or 1, requests))
+
+
 class OpenAIBackend:
-    """One request at a time; the api queue's worker threads give the concurrency."""
+    """Up to config.concurrency requests of a batch in flight at once, each with its own retries."""
 
     def __init__(self, config: ModelConfig, *, api_key: str | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
@@ -88,7 +100,45 @@ class OpenAIBackend:
         )
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        return [self._complete(request) for request in requests]
+        """One result per request, in request order; an unexpected exception becomes that item's failure."""
+        workers = _worker_count(self.config, len(requests))
+        if workers <= 1:  # no thread for one request or concurrency 1: the serial path stays as it was
+            return [self._complete_guarded(request, None) for request in requests]
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-request")
+        interrupted = False
+        try:
+            futures = [pool.submit(self._complete_guarded, request, stop) for request in requests]
+            return [self._outcome(future, request) for future, request in zip(futures, requests, strict=True)]
+        except BaseException:
+            # The caller is being interrupted (KeyboardInterrupt, SystemExit at a worker shutdown): requests not
+            # yet started must not start and those in flight must not retry; their results are dropped, so the
+            # items stay pending and run on the next delivery, as an interrupted serial call would leave them.
+            interrupted = True
+            stop.set()
+            raise
+        finally:
+            # Normally every future is done here and this returns at once; interrupted, it does not wait for the
+            # requests in flight (each ends within timeout_seconds).
+            pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
+
+    def _outcome(self, future: Future[GenerationResult], request: GenerationRequest) -> GenerationResult:
+        try:
+            return future.result()
+        except Exception as error:  # _complete_guarded catches everything already; the last net so no item is lost
+            return self._failure(request, f"{type(error).__name__}: {error}", 1, time.perf_counter())
+
+    def _complete_guarded(self, request: GenerationRequest, stop: threading.Event | None) -> GenerationResult:
+        """_complete, with an exception it did not expect turned into a failed result for this item only.
+
+        Raised in a pool thread, it would surface in generate() and throw away the other results of the batch.
+        """
+        started = time.perf_counter()
+        try:
+            return self._complete(request, stop)
+        except Exception as error:
+            logger.exception("model call raised", extra={"key": request.key, "model": self.config.api_model})
+            return self._failure(request, f"{type(error).__name__}: {error}", 1, started)
 
     def _call(self, request: GenerationRequest) -> Any:
         messages = [{"role": "user", "content": request.user}]
@@ -99,7 +149,7 @@ class OpenAIBackend:
             top_p=self.config.top_p, max_tokens=self.config.max_new_tokens,
         )
 
-    def _complete(self, request: GenerationRequest) -> GenerationResult:
+    def _complete(self, request: GenerationRequest, stop: threading.Event | None = None) -> GenerationResult:
         started = time.perf_counter()
         attempts = 0
         while True:
@@ -114,6 +164,9 @@ class OpenAIBackend:
                     return self._failure(request, f"{type(error).__name__}: {error}", attempts, started)
                 if attempts > self.config.max_retries:
                     return self._failure(request, f"gave up after {attempts} attempt(s): {reason}", attempts,
+                                         started)
+                if stop is not None and stop.is_set():  # generate() was interrupted: nobody waits for this item
+                    return self._failure(request, f"interrupted after {attempts} attempt(s): {reason}", attempts,
                                          started)
                 delay = backoff_delay(
                     attempts, initial=self.config.backoff_initial_seconds, cap=self.config.backoff_max_seconds,
