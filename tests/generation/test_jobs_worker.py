@@ -55,7 +55,8 @@ def test_api_model_job_with_injected_faults(celery_workers, tiny_graph, real_not
     prompt_templates_ensure()
     config = ModelConfig.objects.create(
         name="fake-openai", backend=ModelConfig.Backend.OPENAI, api_model="gpt-fake", base_url=openai_server.url,
-        batch_size=2, concurrency=1, max_retries=2, timeout_seconds=0.5, backoff_initial_seconds=0.01, backoff_max_seconds=0.05,
+        batch_size=2, concurrency=1, max_retries=2, timeout_seconds=0.5, backoff_initial_seconds=0.01,
+        backoff_max_seconds=0.05,
         price_per_1k_tokens="1.0")
     # Items run in index order, one request at a time: 0 gets 429 then 500 then succeeds; 1 times out once;
     # 2 gets a malformed body (not retried: the item fails); 3 succeeds at once.
