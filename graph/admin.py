@@ -12,6 +12,6 @@ class GraphVersionAdmin(admin.ModelAdmin):
 
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "original_name", "kind", "status", "progress", "version")
+    list_display = ("id", "created_at", "original_name", "kind", "status", "changed", "percent", "version")
     list_filter = ("status", "kind")
     readonly_fields = [f.name for f in ImportJob._meta.fields]

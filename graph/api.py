@@ -7,24 +7,19 @@ from dataclasses import asdict
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from medsyn_site.core.api import HasPerm
 
 from . import selectors
 from .schema import NODE_LABELS
 from .store import get_graph_store
 
 
-class CanBrowseGraph(BasePermission):
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.has_perm("medsyn_site.browse_graph"))
-
-
 class GraphAPIView(APIView):
-    permission_classes = [CanBrowseGraph]
+    permission_classes = [HasPerm.of("browse_graph")]
 
 
 class SearchAPI(GraphAPIView):

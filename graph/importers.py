@@ -12,14 +12,18 @@ import csv
 import json
 import re
 from collections import Counter, defaultdict
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
-from .payload import EdgeKey, GraphInputError, GraphPayload
-from .schema import ICD_LABELS, NODE_LABELS, REL_TYPES, icd_label_for_key, symptom_key
+from medsyn_site.core.errors import InputError
+from medsyn_site.core.icd10 import icd_category, icd_label_for_key
+from medsyn_site.core.rumedbench import rumedtop3_read
+from medsyn_site.core.text import content_lemmas, words
+
+from .payload import EdgeKey, GraphPayload
+from .schema import ICD_LABELS, NODE_LABELS, REL_TYPES, symptom_key
 
 RUMEDBENCH_DIR = settings.BASE_DIR / "data" / "rumedbench"
 RUMEDBENCH_FILES = ("RuMedTop3/train_v1.jsonl", "RuMedTop3/dev_v1.jsonl", "raw/rec_markup.csv")
@@ -68,7 +72,7 @@ def icd10_ru_payload(path: Path) -> GraphPayload:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or [h.strip() for h in header[:2]] != ["code", "name_ru"]:
-            raise GraphInputError(path.name, [(1, "the header must be: code,name_ru")])
+            raise InputError(path.name, [(1, "the header must be: code,name_ru")])
         for line, row in enumerate(reader, start=2):
             if len(row) != 2:
                 problems.append((line, f"expected 2 columns, got {len(row)}"))
@@ -82,69 +86,19 @@ def icd10_ru_payload(path: Path) -> GraphPayload:
             else:
                 payload.node_add(label, code, {"name_ru": name_ru})
     if problems:
-        raise GraphInputError(path.name, problems)
+        raise InputError(path.name, problems)
     return payload
 
 
 # --- RuMedBench symptoms --------------------------------------------------------------------------
 
-_WORD = re.compile(r"[а-яёa-z0-9]+", re.IGNORECASE)
-_SKIP_POS = {"PREP", "CONJ", "PRCL", "INTJ"}
-_PREFIX = 3
-_SHORT = 4
-
-
-@lru_cache(maxsize=1)
-def _morph():
-    import pymorphy3
-
-    return pymorphy3.MorphAnalyzer()
-
-
-@lru_cache(maxsize=200_000)
-def _lemma(token: str) -> str | None:
-    parsed = _morph().parse(token)[0]
-    if parsed.tag.POS in _SKIP_POS:
-        return None
-    return parsed.normal_form.replace("ё", "е")
-
-
-def lemmas(text: str, *, prefixes: frozenset[str] | None = None) -> list[str]:
-    """Content-word lemmas of text. With prefixes, only tokens starting like one of them are analysed
-    (Russian inflects word endings, so a token that could lemmatise to a lexicon lemma shares its
-    first three letters; short words with a fleeting vowel, сна -> сон, are always analysed); the rest
-    are kept as they are, which halves the time spent on the notes."""
-    found = []
-    for token in _WORD.findall(text.lower().replace("ё", "е")):
-        if prefixes is not None and len(token) > _SHORT and token[:_PREFIX] not in prefixes:
-            found.append(token)
-        elif lemma := _lemma(token):
-            found.append(lemma)
-    return found
+LEXICON_PREFIX = 3  # a note word is lemmatised only if it starts like a lexicon lemma (content_lemmas prefixes)
 
 
 def _sentences(text: str) -> list[str]:
     from razdel import sentenize
 
     return [s.text for s in sentenize(text)]
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows, problems = [], []
-    with path.open(encoding="utf-8") as handle:
-        for line, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-                if not {"idx", "symptoms", "code"} <= row.keys():
-                    raise ValueError("needs idx, symptoms and code")
-                rows.append(row)
-            except ValueError as error:
-                problems.append((line, str(error)))
-    if problems:
-        raise GraphInputError(path.name, problems)
-    return rows
 
 
 def rumedbench_payload(data_dir: Path = RUMEDBENCH_DIR) -> GraphPayload:
@@ -156,8 +110,8 @@ def rumedbench_payload(data_dir: Path = RUMEDBENCH_DIR) -> GraphPayload:
     Categories also get n_notes (all notes) and n_examples (notes with >= 30 words; the generation
     issue recomputes it from the notes table once real notes are stored there).
     """
-    notes = [row for name in RUMEDBENCH_FILES[:2] for row in _read_jsonl(data_dir / name)]
-    code_of = {row["idx"]: row["code"].strip().upper() for row in notes}
+    notes = [record for name in RUMEDBENCH_FILES[:2] for record in rumedtop3_read(data_dir / name)]
+    code_of = {note.idx: icd_category(note.code) for note in notes}
     annotated: dict[str, str] = {}
     with (data_dir / RUMEDBENCH_FILES[2]).open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
@@ -168,16 +122,16 @@ def rumedbench_payload(data_dir: Path = RUMEDBENCH_DIR) -> GraphPayload:
     payload = GraphPayload()
     n_notes: Counter[str] = Counter()
     n_examples: Counter[str] = Counter()
-    for row in notes:
-        code = code_of[row["idx"]]
+    for note in notes:
+        code = code_of[note.idx]
         n_notes[code] += 1
-        if len(row["symptoms"].split()) >= EXAMPLE_MIN_WORDS:
+        if len(words(note.text)) >= EXAMPLE_MIN_WORDS:
             n_examples[code] += 1
     for code in n_notes:
         payload.node_add("Category", code, {"n_notes": n_notes[code], "n_examples": n_examples[code]})
 
     names = {symptom_key(name): name for name in annotated.values()}
-    lexicon = {key: frozenset(lemmas(name)) for key, name in names.items()}
+    lexicon = {key: frozenset(content_lemmas(name)) for key, name in names.items()}
     for key, name in names.items():
         payload.node_add("Symptom", key, {"name": name, "lemmas": " ".join(sorted(lexicon[key]))})
 
@@ -188,19 +142,19 @@ def rumedbench_payload(data_dir: Path = RUMEDBENCH_DIR) -> GraphPayload:
             annotated_counts[(code_of[idx], symptom_key(name))] += 1
             mentioned[(code_of[idx], symptom_key(name))].add(idx)
     # Each symptom is looked up only in sentences holding its anchor lemma (its first, sorted).
-    prefixes = frozenset(lemma[:_PREFIX] for needed in lexicon.values() for lemma in needed)
+    prefixes = frozenset(lemma[:LEXICON_PREFIX] for needed in lexicon.values() for lemma in needed)
     by_anchor: dict[str, list[tuple[str, frozenset[str]]]] = defaultdict(list)
     for key, needed in lexicon.items():
         if needed:
             by_anchor[min(needed)].append((key, needed))
-    for row in notes:
-        code = code_of[row["idx"]]
-        for sentence in _sentences(row["symptoms"]):
-            present = set(lemmas(sentence, prefixes=prefixes))
+    for note in notes:
+        code = code_of[note.idx]
+        for sentence in _sentences(note.text):
+            present = set(content_lemmas(sentence, prefixes=prefixes, prefix_len=LEXICON_PREFIX))
             for anchor in present & by_anchor.keys():
                 for key, needed in by_anchor[anchor]:
                     if needed <= present:
-                        mentioned[(code, key)].add(row["idx"])
+                        mentioned[(code, key)].add(note.idx)
     for (code, key), count in annotated_counts.items():
         payload.edge_add(EdgeKey("HAS_SYMPTOM", "Category", code, "Symptom", key, SOURCE_ANNOTATED), {"count": count})
     for (code, key), visits in mentioned.items():
@@ -293,5 +247,5 @@ def generic_payload(path: Path) -> GraphPayload:
             else:
                 problems.append((line, "kind must be \"node\" or \"edge\""))
     if problems:
-        raise GraphInputError(path.name, problems)
+        raise InputError(path.name, problems)
     return payload

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+from medsyn_site.core.models import BackgroundJob, JobStatus
 
 
 class GraphVersion(models.Model):
@@ -33,37 +34,28 @@ class GraphVersion(models.Model):
         return f"v{self.pk} {self.source} {self.created_at:%Y-%m-%d %H:%M}"
 
 
-class ImportJob(models.Model):
-    """An import started from the admin upload page and run by a Celery worker."""
+class ImportJob(BackgroundJob):
+    """An import started from the admin upload page and run by a Celery worker.
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        RUNNING = "running", _("Running")
-        DONE = "done", _("Done")
-        UNCHANGED = "unchanged", _("Unchanged (already imported)")
-        FAILED = "failed", _("Failed")
+    Progress is in nodes and edges written (none while the file is read and checked). A file already in the
+    graph finishes DONE with changed=False; errors lists a bad file's problems by line.
+    """
 
     class Kind(models.TextChoices):
         GENERIC = "generic", _("Nodes and edges (JSONL)")
         ICD10_RU = "icd10_ru", _("Russian ICD-10 names (CSV code,name_ru)")
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.GENERIC)
     upload = models.FileField(upload_to="graph_imports/")
     original_name = models.CharField(max_length=255)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    progress = models.PositiveSmallIntegerField(default=0)
-    step = models.CharField(max_length=200, blank=True)
-    errors = models.JSONField(default=list)
+    errors = models.JSONField(default=list)  # [{line, message}]
+    changed = models.BooleanField(default=False)  # the import published a new version
     version = models.ForeignKey(GraphVersion, null=True, blank=True, on_delete=models.SET_NULL)
-
-    class Meta:
-        ordering = ["-id"]
 
     def __str__(self) -> str:
         return f"import {self.pk} {self.original_name} ({self.status})"
 
     @property
-    def finished(self) -> bool:
-        return self.status in {self.Status.DONE, self.Status.UNCHANGED, self.Status.FAILED}
+    def unchanged(self) -> bool:
+        """Finished without a change: these files were already in the graph."""
+        return self.status == JobStatus.DONE and not self.changed

@@ -1,36 +1,22 @@
 """What an import writes: nodes and edges grouped by label and type, and the one writer for them.
 
 Every importer (ICD-10, RuMedBench, the generic JSONL format, Russian names) parses its input into a
-GraphPayload first, so bad input is reported, with line numbers, before anything is written.
+GraphPayload first, so bad input is reported, with line numbers (medsyn_site.core.errors.InputError), before
+anything is written.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import NODE_LABELS, REL_TYPES, VERSION_LABEL
+from medsyn_site.core.progress import Progress
+
+from .schema import NODE_LABELS, REL_TYPES
 from .store import GraphStore
 
-Progress = Callable[[str, float], None]
-
 _SEARCH_TEXT = "replace(toLower(n.key + ' ' + coalesce(n.name, '') + ' ' + coalesce(n.name_ru, '')), 'ё', 'е')"
-
-
-class GraphInputError(Exception):
-    """Input that cannot be imported; `problems` is a list of (line number or 0, message)."""
-
-    def __init__(self, source: str, problems: list[tuple[int, str]]) -> None:
-        self.source = source
-        self.problems = problems
-        shown = "; ".join(f"line {line}: {msg}" if line else msg for line, msg in problems[:10])
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        super().__init__(f"{source}: {len(problems)} problem(s), nothing imported: {shown}{more}")
-
-    def report(self) -> list[dict[str, Any]]:
-        return [{"line": line, "message": message} for line, message in self.problems]
 
 
 @dataclass(frozen=True)
@@ -83,7 +69,8 @@ class GraphPayload:
 
 
 def payload_write(store: GraphStore, payload: GraphPayload, progress: Progress | None = None) -> None:
-    total = max(payload.size, 1)
+    """Write every node, then every edge, in batches; progress in nodes and edges written (of payload.size)."""
+    total = payload.size
     done = 0
     # Into an empty graph CREATE is equivalent to MERGE (payload keys are unique) and twice as fast.
     empty = store.run("MATCH (n) RETURN count(n) AS c")[0]["c"] == 0
@@ -93,7 +80,10 @@ def payload_write(store: GraphStore, payload: GraphPayload, progress: Progress |
         nonlocal done
         done += n
         if progress is not None:
-            progress("write", done / total)
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
 
     for label in NODE_LABELS:
         rows = [{"key": key, "props": props} for key, props in sorted(payload.nodes.get(label, {}).items())]
@@ -137,6 +127,3 @@ def graph_rows_export(store: GraphStore) -> list[dict[str, Any]]:
                          "props": props})
     return rows
 
-
-__all__ = ["EdgeKey", "GraphInputError", "GraphPayload", "VERSION_LABEL", "graph_counts", "graph_rows_export",
-           "payload_write"]

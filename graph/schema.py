@@ -8,8 +8,6 @@ curated data may attach them to full Code nodes too, and sampling prefers those 
 
 from __future__ import annotations
 
-import re
-
 ICD_LABELS = ("Chapter", "Block", "Category", "Code")
 NODE_LABELS = (*ICD_LABELS, "Symptom", "Drug", "PharmGroup")
 VERSION_LABEL = "GraphVersion"
@@ -26,24 +24,6 @@ REL_TYPES: dict[str, set[tuple[str, str]]] = {
 INDEXED_PROPERTIES = [(label, "key") for label in (*NODE_LABELS, VERSION_LABEL)] + [
     (label, "search_text") for label in NODE_LABELS
 ]
-
-_BLOCK = re.compile(r"^[A-Z]\d\d-[A-Z]\d\d$")
-_CATEGORY = re.compile(r"^[A-Z]\d\d$")
-_CODE = re.compile(r"^[A-Z]\d\d\.[0-9A-Z]{1,4}$")
-_CHAPTER = re.compile(r"^[IVXLC]+$")
-
-
-def icd_label_for_key(key: str) -> str | None:
-    """The ICD-10 label a code has, from its shape alone (no graph lookup)."""
-    if _CATEGORY.match(key):
-        return "Category"
-    if _CODE.match(key):
-        return "Code"
-    if _BLOCK.match(key):
-        return "Block"
-    if _CHAPTER.match(key):
-        return "Chapter"
-    return None
 
 
 def symptom_key(name: str) -> str:

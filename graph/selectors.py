@@ -6,9 +6,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from medsyn_site.core.icd10 import icd_label_for_key
+
 from .models import GraphVersion
 from .payload import graph_counts
-from .schema import ICD_LABELS, VERSION_LABEL, icd_label_for_key, search_text, symptom_key
+from .schema import ICD_LABELS, VERSION_LABEL, search_text, symptom_key
 from .store import GraphStore
 
 SEARCH_LIMIT = 20

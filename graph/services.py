@@ -13,13 +13,16 @@ from pathlib import Path
 from django.db import connection
 from django.utils import timezone
 
+from medsyn_site.core.errors import InputError
+from medsyn_site.core.progress import Progress
+
 from .models import GraphVersion
-from .payload import GraphInputError, GraphPayload, Progress, graph_counts, graph_rows_export, payload_write
+from .payload import GraphPayload, graph_counts, graph_rows_export, payload_write
 from .schema import VERSION_LABEL, schema_ensure
 from .store import GraphStore, get_graph_store
 
 # Bump when an importer changes what it produces from the same files, so re-imports are not skipped.
-IMPORTER_REVISION = "1"
+IMPORTER_REVISION = "2"  # 2: the shared tokeniser and lemmatiser (core.text) count RuMedBench symptoms
 IMPORT_LOCK_ID = 0x6D6B6701  # "mkg" + 1: the advisory lock id of graph imports
 
 
@@ -29,11 +32,14 @@ class ImportOutcome:
     changed: bool
 
 
-def content_hash(source: str, files: list[Path]) -> str:
+def import_digest(source: str, files: list[Path]) -> str:
+    """What an import is made of: the importer revision, the source and the files' contents (not their names: an
+    uploaded file is stored under a new name each time, and is still the same file)."""
     digest = hashlib.sha256(f"{IMPORTER_REVISION}:{source}".encode())
     for path in files:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+        data = path.read_bytes()
+        digest.update(f"{len(data)}:".encode())
+        digest.update(data)
     return digest.hexdigest()
 
 
@@ -54,7 +60,8 @@ def graph_import(
 ) -> ImportOutcome:
     """Parse, validate, then build the new graph privately and publish it as one new version.
 
-    Bad input raises GraphInputError before anything is written; a failure while writing leaves the
+    progress gets (nodes and edges written, payload size) while the new graph is written; nothing while the input
+    is parsed. Bad input raises InputError before anything is written; a failure while writing leaves the
     previous graph in place (store.rebuild); files already imported into this graph change nothing.
     """
     store = store or get_graph_store()
@@ -79,19 +86,16 @@ def _import_lock() -> Iterator[None]:
 
 def _graph_import_locked(store: GraphStore, *, source: str, files: list[Path], parse: Callable[[], GraphPayload],
                          replace: bool, check_endpoints: bool, progress: Progress | None) -> ImportOutcome:
-    report = progress or (lambda step, fraction: None)
-    digest = content_hash(source, files)
+    digest = import_digest(source, files)
     existing = _version_in_graph(store, digest)
     if existing is not None and not replace:
         version = GraphVersion.objects.filter(pk=int(existing)).first() or GraphVersion.objects.filter(
             content_hash=digest, status=GraphVersion.Status.PUBLISHED).first()
         if version is not None:
             return ImportOutcome(version, changed=False)
-    report("parse", 0.0)
     payload = parse()
     if check_endpoints and (missing := payload.endpoints_missing(None if replace else store)):
-        raise GraphInputError(source, missing)
-    report("parse", 1.0)
+        raise InputError(source, missing)
 
     started = time.perf_counter()
     version = GraphVersion.objects.create(source=source, source_files=[p.name for p in files], content_hash=digest)
@@ -99,7 +103,7 @@ def _graph_import_locked(store: GraphStore, *, source: str, files: list[Path], p
 
     def build(target: GraphStore) -> None:
         schema_ensure(target)
-        payload_write(target, payload, report)
+        payload_write(target, payload, progress)
         counts.update(graph_counts(target))
         target.run(
             f"MERGE (v:{VERSION_LABEL} {{key: $key}}) SET v.created_at = $at, v.source = $source, "
@@ -117,7 +121,6 @@ def _graph_import_locked(store: GraphStore, *, source: str, files: list[Path], p
     version.counts = counts
     version.duration_s = round(time.perf_counter() - started, 3)
     version.save(update_fields=["status", "counts", "duration_s"])
-    report("done", 1.0)
     return ImportOutcome(version, changed=True)
 
 

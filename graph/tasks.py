@@ -6,8 +6,11 @@ from pathlib import Path
 
 from celery import shared_task
 
+from medsyn_site.core.errors import InputError
+from medsyn_site.core.models import JobStatus
+from medsyn_site.core.progress import ProgressRecorder
+
 from .models import ImportJob
-from .payload import GraphInputError
 
 
 def import_job_execute(job: ImportJob) -> None:
@@ -15,29 +18,21 @@ def import_job_execute(job: ImportJob) -> None:
     from .importers import generic_payload, icd10_ru_payload
     from .services import graph_import
 
+    if not job.mark_running():
+        return
     path = Path(job.upload.path)
-    last = {"percent": -1}
-
-    def progress(step: str, fraction: float) -> None:
-        percent = int(fraction * 100)
-        if percent != last["percent"]:
-            last["percent"] = percent
-            ImportJob.objects.filter(pk=job.pk).update(progress=percent, step=step)
-
-    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING)
     parse = (lambda: generic_payload(path)) if job.kind == ImportJob.Kind.GENERIC else (lambda: icd10_ru_payload(path))
     try:
-        outcome = graph_import(source=f"upload:{job.kind}", files=[path], parse=parse,
-                               check_endpoints=job.kind == ImportJob.Kind.GENERIC, progress=progress)
-    except GraphInputError as error:
-        ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.FAILED, errors=error.report())
+        with ProgressRecorder(job) as progress:
+            outcome = graph_import(source=f"upload:{job.kind}", files=[path], parse=parse,
+                                   check_endpoints=job.kind == ImportJob.Kind.GENERIC, progress=progress)
+    except InputError as error:
+        job.mark_finished(JobStatus.FAILED, error=str(error), errors=error.report())
         return
     except Exception as error:  # the job page shows the reason; the previous graph stays published
-        ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.FAILED,
-                                                   errors=[{"line": 0, "message": f"{type(error).__name__}: {error}"}])
+        job.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
         raise
-    status = ImportJob.Status.DONE if outcome.changed else ImportJob.Status.UNCHANGED
-    ImportJob.objects.filter(pk=job.pk).update(status=status, progress=100, step="done", version=outcome.version)
+    job.mark_finished(JobStatus.DONE, changed=outcome.changed, version=outcome.version)
 
 
 @shared_task(name="graph.import_job_run", acks_late=True)  # CELERY_TASK_DEFAULT_QUEUE: "default"

@@ -9,9 +9,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
-from django_htmx.http import HttpResponseStopPolling
 
 from medsyn_site.access import permission_view
+from medsyn_site.core.progress import poll_response
 
 from . import selectors
 from .forms import ImportUploadForm
@@ -105,6 +105,5 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 def import_job(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ImportJob, pk=pk)
     if request.htmx:
-        response = render(request, "graph/_import_job_status.html", {"job": job})
-        return HttpResponseStopPolling(response.content) if job.finished else response
+        return poll_response(render(request, "graph/_import_job_status.html", {"job": job}), finished=job.finished)
     return render(request, "graph/import_job.html", {"job": job})

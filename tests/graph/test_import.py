@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.core.management import CommandError, call_command
 
 from graph import services
 from graph.importers import generic_payload, icd10_payload, icd10_ru_payload, rumedbench_payload
 from graph.models import GraphVersion
-from graph.payload import GraphInputError, graph_counts, graph_rows_export
+from graph.payload import graph_counts, graph_rows_export
 from graph.services import graph_export, graph_import
+from medsyn_site.core.errors import InputError
 
 from .conftest import DRUG_ROWS, jsonl_write
 
@@ -47,6 +50,19 @@ def test_rumedbench_symptom_frequencies():
     assert by_source["rumedbench:lexicon"] > by_source["rumedbench:rec_markup"] > 0
 
 
+def test_bad_rumedtop3_lines_are_all_reported(tmp_path):
+    top3 = tmp_path / "RuMedTop3"
+    top3.mkdir()
+    jsonl_write(top3 / "train_v1.jsonl", [{"idx": "1", "symptoms": "Кашель три дня.", "code": "J06"}, "{oops",
+                                          {"idx": "3", "symptoms": "", "code": "J06"},
+                                          {"idx": "4", "symptoms": "Насморк.", "code": "насморк"}])
+    jsonl_write(top3 / "dev_v1.jsonl", [])
+    with pytest.raises(InputError) as caught:
+        rumedbench_payload(tmp_path)
+    assert caught.value.source == "train_v1.jsonl"
+    assert [line for line, _ in caught.value.problems] == [2, 3, 4]
+
+
 def test_reimporting_the_same_files_changes_nothing(small_graph, graph_store):
     before = graph_rows_export(graph_store)
     again = graph_import(source="test-small", files=[], parse=lambda: pytest.fail("must not parse again"),
@@ -66,7 +82,7 @@ def test_generic_jsonl_import_and_idempotence(small_graph, graph_store, tmp_path
     assert rows == [{"d": "Амоксициллин", "atc": "J01CA04", "g": "Пенициллины"}]
     before = graph_rows_export(graph_store)
     # the same content again (even under another file name) is recognised and changes nothing
-    copy = jsonl_write(tmp_path / "drugs.jsonl", DRUG_ROWS)
+    copy = jsonl_write(tmp_path / "drugs-copy.jsonl", DRUG_ROWS)
     assert not graph_import(source="generic", files=[copy], parse=lambda: generic_payload(copy),
                             store=graph_store).changed
     assert graph_rows_export(graph_store) == before
@@ -96,7 +112,7 @@ def test_malformed_generic_file_reports_lines_and_imports_nothing(small_graph, g
     path = jsonl_write(tmp_path / "bad.jsonl", [DRUG_ROWS[0], bad_row, *DRUG_ROWS[1:]])
     before = graph_rows_export(graph_store)
     versions = GraphVersion.objects.count()
-    with pytest.raises(GraphInputError) as caught:
+    with pytest.raises(InputError) as caught:
         graph_import(source="generic", files=[path], parse=lambda: generic_payload(path), check_endpoints=True,
                      store=graph_store)
     assert any(problem_line == line and message in text for problem_line, text in caught.value.problems), \
@@ -107,7 +123,7 @@ def test_malformed_generic_file_reports_lines_and_imports_nothing(small_graph, g
 
 def test_several_problems_are_all_reported(tmp_path):
     path = jsonl_write(tmp_path / "bad.jsonl", [DRUG_ROWS[0], "[]", DRUG_ROWS[1], "{", {"kind": "x"}])
-    with pytest.raises(GraphInputError) as caught:
+    with pytest.raises(InputError) as caught:
         generic_payload(path)
     assert [line for line, _ in caught.value.problems] == [2, 4, 5]
 
@@ -161,22 +177,33 @@ def test_russian_names_csv(small_graph, graph_store, tmp_path):
 def test_bad_russian_names_csv(tmp_path):
     path = tmp_path / "names.csv"
     path.write_text("code,name_ru\nJ06,ok\nnot a code,x\nJ07,\nJ08,a,b\n", encoding="utf-8")
-    with pytest.raises(GraphInputError) as caught:
+    with pytest.raises(InputError) as caught:
         icd10_ru_payload(path)
     assert [line for line, _ in caught.value.problems] == [3, 4, 5]
 
 
-def test_import_command_prints_progress_and_reports_bad_lines(graph_store, tmp_path, capsys):
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal: the command draws its progress bar only on one."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_import_command_prints_progress_and_reports_bad_lines(graph_store, tmp_path):
     good = jsonl_write(tmp_path / "drugs.jsonl", DRUG_ROWS[:2] + DRUG_ROWS[3:4])
-    call_command("graph_import", str(good))
-    out = capsys.readouterr().out
-    assert "100%" in out and "graph version v" in out
-    call_command("graph_import", str(good))
-    assert "unchanged" in capsys.readouterr().out
+    out, err = io.StringIO(), Terminal()
+    call_command("graph_import", str(good), stdout=out, stderr=err)
+    # the bar counts nodes and edges written: two nodes and one edge
+    assert "import drugs.jsonl: 100%" in err.getvalue() and "3/3" in err.getvalue()
+    assert "graph version v" in out.getvalue()
+    out = io.StringIO()
+    call_command("graph_import", str(good), stdout=out, stderr=io.StringIO())
+    assert "unchanged" in out.getvalue()
     bad = jsonl_write(tmp_path / "bad.jsonl", [DRUG_ROWS[0], "{oops"])
+    err = io.StringIO()
     with pytest.raises(CommandError, match="nothing was imported"):
-        call_command("graph_import", str(bad))
-    assert "bad.jsonl: line 2: not valid JSON" in capsys.readouterr().err
+        call_command("graph_import", str(bad), stdout=io.StringIO(), stderr=err)
+    assert "bad.jsonl: line 2: not valid JSON" in err.getvalue()
 
 
 def test_graph_seed_command_full_graph_is_idempotent(graph_store, capsys):
@@ -202,6 +229,8 @@ def test_import_killed_mid_write_leaves_previous_graph_intact(graph_store, tmp_p
     from django.conf import settings
     from django.db import connection
 
+    from graph.store.falkordb_store import FalkorDBStore
+
     graph_store.run("CREATE (:Drug {key: 'before', name: 'unchanged'})")
     before = graph_rows_export(graph_store)
     big = jsonl_write(tmp_path / "big.jsonl", [{"kind": "node", "label": "Drug", "key": f"d{i}",
@@ -211,15 +240,28 @@ def test_import_killed_mid_write_leaves_previous_graph_intact(graph_store, tmp_p
     test_db = connection.settings_dict["NAME"]
     env["DATABASE_URL"] = urlunsplit(urlsplit(env["DATABASE_URL"])._replace(path=f"/{test_db}"))
     env["GRAPH_URL"] = f"falkordb://127.0.0.1:{settings.GRAPH.port}/{settings.GRAPH.database}"
-    proc = subprocess.Popen([sys.executable, "manage.py", "graph_import", str(big)], cwd=settings.BASE_DIR, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    seen = b""
-    deadline = time.monotonic() + 60
-    while b"write" not in seen and time.monotonic() < deadline:
-        seen += os.read(proc.stdout.fileno(), 256)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    assert b"write" in seen and b"published" not in seen, seen[-300:]
+    output = tmp_path / "output.txt"
+
+    def drugs_written() -> int:
+        """Drug nodes in the import's staging graph, beyond the one copied from the live graph."""
+        staging = graph_store.staging_leftovers()
+        if not staging:
+            return 0
+        store = FalkorDBStore(settings.GRAPH, graph_name=staging[0])
+        try:
+            return store.run("MATCH (d:Drug) RETURN count(d) AS c")[0]["c"] - 1
+        finally:
+            store.close()
+
+    with output.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "manage.py", "graph_import", str(big)], cwd=settings.BASE_DIR,
+                                env=env, stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while drugs_written() <= 0 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert b"published" not in output.read_bytes(), output.read_bytes()[-300:]
     assert graph_rows_export(graph_store) == before
     assert graph_store.staging_leftovers(), "the kill should have hit the staging graph"
     small = jsonl_write(tmp_path / "small.jsonl", DRUG_ROWS[:2])

@@ -73,6 +73,7 @@ def test_permissions(client, make_user, graph_store, role, browse, manage):
 
 def test_anonymous_is_sent_to_login(client):
     assert client.get(reverse("graph:search")).status_code == 302
+    assert client.get("/api/graph/search/?q=x").status_code == 403
 
 
 def test_neighbourhood_keeps_the_hierarchy_before_symptoms(researcher_client):

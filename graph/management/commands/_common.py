@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.core.management.base import BaseCommand, CommandError
 
-from graph.payload import GraphInputError
 from graph.services import ImportOutcome
+from medsyn_site.core.errors import InputError
+from medsyn_site.core.progress import Progress, command_progress_bar
 
 
-def import_report(command: BaseCommand, run) -> ImportOutcome:
+def import_report(command: BaseCommand, desc: str, run: Callable[[Progress], ImportOutcome]) -> ImportOutcome:
+    """Run an import with a progress bar of the nodes and edges written; print the version it published, or every
+    problem of bad input (and fail)."""
     try:
-        outcome = run()
-    except GraphInputError as error:
+        with command_progress_bar(command, desc, unit="row") as progress:
+            outcome = run(progress)
+    except InputError as error:
         for problem in error.report():
             where = f"line {problem['line']}: " if problem["line"] else ""
             command.stderr.write(f"{error.source}: {where}{problem['message']}")

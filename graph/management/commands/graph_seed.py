@@ -1,6 +1,5 @@
 from django.core.management.base import BaseCommand
 
-from graph.management.progress import ProgressBar
 from graph.services import graph_seed
 
 from ._common import import_report
@@ -10,4 +9,4 @@ class Command(BaseCommand):
     help = "Load the demo seed graph: WHO ICD-10 2019 hierarchy + RuMedBench symptoms (idempotent)."
 
     def handle(self, *args, **options) -> None:
-        import_report(self, lambda: graph_seed(progress=ProgressBar(self.stdout)))
+        import_report(self, "seed graph", lambda progress: graph_seed(progress=progress))
