@@ -82,8 +82,11 @@ def poll_response(response: HttpResponse, *, finished: bool) -> HttpResponse:
 
 @contextmanager
 def command_progress_bar(command: BaseCommand, desc: str, unit: str = "note") -> Iterator[Progress]:
-    """A tqdm bar on a management command's stderr, fed by (done, total) progress callbacks."""
-    with tqdm(total=0, unit=unit, file=command.stderr, disable=None, desc=desc) as bar:
+    """A tqdm bar on a management command's stderr, fed by (done, total) progress callbacks.
+
+    It writes to the stream under Django's OutputWrapper, which would end every redraw with a newline."""
+    stream = getattr(command.stderr, "_out", command.stderr)
+    with tqdm(total=0, unit=unit, file=stream, disable=None, desc=desc) as bar:
 
         def progress(done: int, total: int) -> None:
             if bar.total != total:

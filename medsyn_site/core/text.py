@@ -21,8 +21,14 @@ FUNCTION_POS = frozenset({"PREP", "CONJ", "PRCL", "INTJ", "NPRO", "PRED"})
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens (razdel), ё read as е; numbers and punctuation left out."""
-    return [token.text.lower().replace("ё", "е") for token in tokenize(text) if WORD.match(token.text)]
+    """Lower-cased word tokens (razdel), ё read as е; numbers and punctuation left out, and a dash left hanging
+    on a word ("одышку- слабость") taken off it."""
+    found = []
+    for token in tokenize(text):
+        word = token.text.strip("-")
+        if WORD.match(word):
+            found.append(word.lower().replace("ё", "е"))
+    return found
 
 
 @lru_cache(maxsize=1)
