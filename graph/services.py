@@ -10,13 +10,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import connection
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import connection, transaction
 from django.utils import timezone
 
+from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import InputError
+from medsyn_site.core.models import AuditEvent
 from medsyn_site.core.progress import Progress
 
-from .models import GraphVersion
+from .models import GraphVersion, ImportJob
 from .payload import GraphPayload, graph_counts, graph_rows_export, payload_write
 from .schema import VERSION_LABEL, schema_ensure
 from .store import GraphStore, get_graph_store
@@ -150,3 +154,15 @@ def graph_export(path: Path, *, store: GraphStore | None = None) -> int:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
     return len(rows)
+
+
+@transaction.atomic
+def do_start_graph_import(*, actor: AbstractBaseUser, kind: str, upload: UploadedFile) -> ImportJob:
+    """Store an uploaded file as an import job (audited) and queue it once the job is committed."""
+    from .tasks import graph_import_job_run
+
+    job = ImportJob.objects.create(created_by=actor, kind=kind, upload=upload, original_name=upload.name[:255])
+    audit_write(actor=actor, action=AuditEvent.IMPORT_GRAPH, obj=job, to_state=job.status,
+                extra={"kind": kind, "file": job.original_name})
+    transaction.on_commit(lambda: graph_import_job_run.delay(job.pk))
+    return job

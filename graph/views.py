@@ -17,6 +17,7 @@ from . import selectors
 from .forms import ImportUploadForm
 from .models import ImportJob
 from .schema import NODE_LABELS
+from .services import do_start_graph_import
 from .store import get_graph_store
 
 BROWSE = "medsyn_site.browse_graph"
@@ -88,14 +89,10 @@ def stats(request: HttpRequest) -> HttpResponse:
 @_manage
 @require_http_methods(["GET", "POST"])
 def import_upload(request: HttpRequest) -> HttpResponse:
-    from .tasks import graph_import_job_run
-
     form = ImportUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        upload = form.cleaned_data["upload"]
-        job = ImportJob.objects.create(created_by=request.user, kind=form.cleaned_data["kind"], upload=upload,
-                                       original_name=upload.name[:255])
-        graph_import_job_run.delay(job.pk)
+        job = do_start_graph_import(actor=request.user, kind=form.cleaned_data["kind"],
+                                    upload=form.cleaned_data["upload"])
         return redirect("graph:import_job", pk=job.pk)
     jobs = ImportJob.objects.all()[:20]
     return render(request, "graph/import_upload.html", {"form": form, "jobs": jobs})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.urls import reverse
 
 from graph import tasks
@@ -22,9 +23,12 @@ def _jsonl(rows) -> bytes:
 
 
 @pytest.fixture
-def admin_client(client, make_user, small_graph, monkeypatch, settings, tmp_path):
+def admin_client(request, client, make_user, small_graph, monkeypatch, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     monkeypatch.setattr(tasks.graph_import_job_run, "delay", lambda job_id: tasks.graph_import_job_run(job_id))
+    if not request.node.get_closest_marker("django_db").kwargs.get("transaction"):
+        # The test's own transaction never commits: run what the upload queues on commit right away.
+        monkeypatch.setattr(transaction, "on_commit", lambda callback, *args, **kwargs: callback())
     client.force_login(make_user("admin"))
     return client
 
@@ -131,3 +135,14 @@ def test_upload_runs_on_a_real_worker(celery_workers, client, make_user):
             {"d": "amoxicillin", "g": "penicillins"}]
     finally:
         store.drop()
+
+
+def test_an_upload_is_audited(admin_client, graph_store):
+    from medsyn_site.core.audit import audit_trail
+
+    admin_client.post(reverse("graph:import_upload"),
+                      {"kind": "generic", "upload": SimpleUploadedFile("drugs.jsonl", _jsonl(DRUG_ROWS))})
+    job = ImportJob.objects.get()
+    [record] = audit_trail(job)
+    assert (record.action, record.to_state, record.extra["file"]) == ("import_graph", "queued", "drugs.jsonl")
+
