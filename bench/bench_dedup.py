@@ -6,7 +6,8 @@ in sentences) drawn by frequency from the 3000 commonest words of RuMedTop3 and 
 - embedded copies: a whole real note (12 words or more) inside random text;
 - edited copies: a real note (20 words or more) with one word in ten replaced.
 Then times near_duplicates (notes fed in shuffled id order) and MemorisationIndex build + check of every
-synthetic note, and counts found versus injected. No services, no Django: review.dedup is pure Python.
+synthetic note, and counts found versus injected. No services, no database: review.curation.dedup and
+generation.memorisation are pure Python.
 
 Run: .venv/bin/python bench/bench_dedup.py [--notes 40000] [--real 5000] [--seed 1]
 """
@@ -25,15 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from review.curation.dedup import (  # noqa: E402
-    DuplicateThresholds,
-    MemorisationIndex,
-    MemorisationResult,
-    MemorisationThresholds,
-    near_duplicates,
-    note_shingles,
-    tokens,
-)
+from generation.memorisation import MemorisationIndex, MemorisationResult, MemorisationThresholds  # noqa: E402
+from review.curation.dedup import DuplicateThresholds, near_duplicates, note_shingles, tokens  # noqa: E402
 
 DATA = ROOT / "data" / "rumedbench"
 VOCABULARY_SIZE = 3000

@@ -2,69 +2,66 @@
 
 from __future__ import annotations
 
-import dataclasses
+from typing import get_args
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from graph.store import GraphUnavailable
+from medsyn_site.core.api import HasPerm
 
 from . import selectors
-from .checks import CheckThresholds
-from .jobs import PlanRequest, do_cancel_job, do_create_job, do_resume_job, job_plan_preview
+from .jobs import (
+    MAX_BUDGET,
+    MAX_NEW_TOKENS,
+    do_cancel_job,
+    do_create_job,
+    do_resume_job,
+    job_plan_preview,
+    plan_request_from,
+)
 from .models import GenerationJob, Language, ModelConfig, Note, PromptTemplate
-from .planning import DEFAULT_MIN_WORDS, Plan, PlanError
+from .planning import Allocation, Plan, SymptomMode
 
-
-class CanRunGeneration(BasePermission):
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.has_perm("medsyn_site.run_generation"))
+RunGeneration = HasPerm.of("run_generation")
 
 
 class PlanRequestSerializer(serializers.Serializer):
-    categories = serializers.ListField(child=serializers.RegexField(r"^[A-Z]\d{2}$"), required=False,
-                                       allow_empty=True)
-    budget = serializers.IntegerField(min_value=0, max_value=100_000)
-    allocation = serializers.ChoiceField(choices=["weighted", "uniform", "explicit"], default="weighted")
-    explicit_counts = serializers.DictField(child=serializers.IntegerField(min_value=0), required=False)
-    overrides = serializers.DictField(child=serializers.IntegerField(min_value=0), required=False)
-    symptom_mode = serializers.ChoiceField(choices=["uniform", "weighted"], default="uniform")
-    variant = serializers.ChoiceField(choices=PromptTemplate.Variant.choices, default="symptoms_example")
-    language = serializers.ChoiceField(choices=Language.choices, default="ru")
-    seed = serializers.IntegerField(default=17)
-    min_words = serializers.IntegerField(min_value=1, default=DEFAULT_MIN_WORDS)
-    temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
-    top_p = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
-    max_new_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    """A plan request as JSON. The fields only read the types; every rule is jobs.plan_request_from's, which the
+    job form uses too, so both accept and refuse the same requests (and say why by field)."""
+
+    categories = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True,
+                                       help_text="ICD-10 codes, cut to their categories; none: every category "
+                                                 "with example notes.")
+    budget = serializers.IntegerField(help_text=f"Tasks, 1 to {MAX_BUDGET}.")
+    allocation = serializers.ChoiceField(choices=get_args(Allocation), required=False)
+    explicit_counts = serializers.DictField(child=serializers.IntegerField(), required=False,
+                                            help_text="Tasks by ICD-10 category, for explicit allocation.")
+    overrides = serializers.DictField(child=serializers.IntegerField(), required=False,
+                                      help_text="Tasks by ICD-10 category, replacing the allocation's.")
+    symptom_mode = serializers.ChoiceField(choices=get_args(SymptomMode), required=False)
+    variant = serializers.ChoiceField(choices=PromptTemplate.Variant.choices, required=False)
+    language = serializers.ChoiceField(choices=Language.choices, required=False)
+    seed = serializers.IntegerField(required=False, help_text="A signed 64-bit integer.")
+    min_words = serializers.IntegerField(required=False)
+    temperature = serializers.FloatField(required=False, allow_null=True, help_text="0 to 2.")
+    top_p = serializers.FloatField(required=False, allow_null=True, help_text="0 to 1.")
+    max_new_tokens = serializers.IntegerField(required=False, allow_null=True, help_text=f"1 to {MAX_NEW_TOKENS}.")
     checks = serializers.DictField(child=serializers.FloatField(), required=False,
                                    help_text="Check thresholds by name, e.g. {\"symptom_recall_min\": 0.5}.")
 
-    def validate_checks(self, value: dict) -> dict:
-        known = {f.name for f in dataclasses.fields(CheckThresholds)} - {"allowed_latin_words"}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise serializers.ValidationError(f"unknown check threshold(s): {', '.join(unknown)}")
-        return value
-
-    def plan_request(self) -> PlanRequest:
-        fields = {f.name for f in dataclasses.fields(PlanRequest)}
-        data = {key: value for key, value in self.validated_data.items() if key in fields}
-        data["categories"] = data.get("categories") or None
-        data.setdefault("explicit_counts", {})
-        data.setdefault("overrides", {})
-        data.setdefault("checks", {})
-        return PlanRequest(**data)
+    def validate(self, attrs: dict) -> dict:
+        return {**attrs, "plan_request": plan_request_from(attrs)}
 
 
 class JobCreateSerializer(PlanRequestSerializer):
     model_config = serializers.SlugRelatedField(slug_field="name", queryset=ModelConfig.objects.all())
-    budget_cap = serializers.DecimalField(max_digits=12, decimal_places=6, required=False, allow_null=True)
+    budget_cap = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=0, required=False,
+                                          allow_null=True)
 
 
 class PlanRowSerializer(serializers.Serializer):
@@ -116,29 +113,20 @@ class NoteSerializer(serializers.ModelSerializer):
         fields = ["id", "icd_code", "icd_category", "language", "text", "source_dataset", "metadata", "created_at"]
 
 
-def _plan_problem(error: Exception) -> Response:
-    return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
-
-
 class PlanPreviewAPI(APIView):
     """POST plan parameters, get the per-category preview (count, weight, N_exmp, N_symp)."""
 
-    permission_classes = [CanRunGeneration]
+    permission_classes = [RunGeneration]
 
     @extend_schema(request=PlanRequestSerializer, responses=PlanSerializer)
     def post(self, request: Request) -> Response:
         serializer = PlanRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            return Response(plan_data(job_plan_preview(serializer.plan_request())))
-        except PlanError as error:
-            return _plan_problem(error)
-        except GraphUnavailable as error:
-            return Response({"detail": str(error)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(plan_data(job_plan_preview(serializer.validated_data["plan_request"])))
 
 
 class JobListCreateAPI(ListAPIView):
-    permission_classes = [CanRunGeneration]
+    permission_classes = [RunGeneration]
     serializer_class = JobSerializer
 
     def get_queryset(self):
@@ -148,19 +136,14 @@ class JobListCreateAPI(ListAPIView):
     def post(self, request: Request) -> Response:
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            data = serializer.validated_data
-            job = do_create_job(request=serializer.plan_request(), model_config=data["model_config"],
-                                user=request.user, budget_cap=data.get("budget_cap"))
-        except (PlanError, PromptTemplate.DoesNotExist) as error:
-            return _plan_problem(error)
-        except GraphUnavailable as error:
-            return Response({"detail": str(error)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        data = serializer.validated_data
+        job = do_create_job(request=data["plan_request"], model_config=data["model_config"], actor=request.user,
+                            budget_cap=data.get("budget_cap"))
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 class JobDetailAPI(RetrieveAPIView):
-    permission_classes = [CanRunGeneration]
+    permission_classes = [RunGeneration]
     serializer_class = JobSerializer
 
     def get_queryset(self):
@@ -168,27 +151,27 @@ class JobDetailAPI(RetrieveAPIView):
 
 
 class JobCancelAPI(APIView):
-    permission_classes = [CanRunGeneration]
+    permission_classes = [RunGeneration]
 
     @extend_schema(request=None, responses=JobSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        job = do_cancel_job(job=get_object_or_404(GenerationJob, pk=pk))
+        job = do_cancel_job(job=get_object_or_404(GenerationJob, pk=pk), actor=request.user)
         return Response(JobSerializer(job).data)
 
 
 class JobResumeAPI(APIView):
-    permission_classes = [CanRunGeneration]
+    permission_classes = [RunGeneration]
 
     @extend_schema(request=None, responses=JobSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        job = do_resume_job(job=get_object_or_404(GenerationJob, pk=pk))
+        job = do_resume_job(job=get_object_or_404(GenerationJob, pk=pk), actor=request.user)
         return Response(JobSerializer(job).data)
 
 
 class NoteListAPI(ListAPIView):
     """Generated notes; filters ?code= ?model= ?variant= ?check=pass|fail ?job=."""
 
-    permission_classes = [CanRunGeneration]
+    permission_classes = [RunGeneration]
     serializer_class = NoteSerializer
 
     def get_queryset(self):
@@ -200,6 +183,6 @@ class NoteListAPI(ListAPIView):
 
 
 class NoteDetailAPI(RetrieveAPIView):
-    permission_classes = [CanRunGeneration]
+    permission_classes = [RunGeneration]
     serializer_class = NoteSerializer
     queryset = Note.objects.filter(origin=Note.Origin.SYNTHETIC)

@@ -1,26 +1,26 @@
 """Automatic checks on a generated note: pure functions, thresholds in CheckThresholds.
 
 Symptom recall is the lexical fallback of the paper's BERTScore recall: a symptom counts as
-mentioned when enough of its content lemmas (pymorphy3 over razdel tokens) occur in the note.
+mentioned when enough of its content lemmas (medsyn_site.core.text) occur in the note.
 Example precision is the share of the note's content lemmas found in the example (reported; a
-minimum is optional). Near-copy uses character 5-gram Jaccard and the longest common substring.
+minimum is optional). Near copy of the example uses character 5-gram Jaccard and the longest common
+substring; memorisation of any real note is generation.memorisation's definition.
+note_checks_run is the one entry point for a generated note, at generation and after every edit.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from difflib import SequenceMatcher
-from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from razdel import tokenize
+from medsyn_site.core.text import content_lemmas, words
 
 if TYPE_CHECKING:
     from .bertscore import BertScorer
+    from .memorisation import MemorisationIndex
 
-CONTENT_POS_SKIPPED = frozenset({"PREP", "CONJ", "PRCL", "INTJ", "NPRO", "PRED"})
-WORD = re.compile(r"^[^\W\d_]+(?:-[^\W\d_]+)*$")
 LATIN_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
 CYRILLIC = re.compile(r"[А-Яа-яЁё]")
 LETTER = re.compile(r"[^\W\d_]")
@@ -52,6 +52,19 @@ class CheckThresholds:
     prompt_echo_chars_min: int = 40
     allowed_latin_words: frozenset[str] = frozenset({"mg", "ml", "mmHg", "COVID", "SARS", "HIV", "BMI", "SpO"})
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CheckThresholds:
+        """Thresholds from a job's overrides or a note's stored thresholds; unknown names are ignored."""
+        known = {f.name for f in fields(cls)}
+        chosen = {name: value for name, value in values.items() if name in known}
+        if "allowed_latin_words" in chosen:
+            chosen["allowed_latin_words"] = frozenset(chosen["allowed_latin_words"])
+        return cls(**chosen)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every threshold, JSON-ready, as a note's provenance keeps them (from_dict reads them back)."""
+        return {**asdict(self), "allowed_latin_words": sorted(self.allowed_latin_words)}
+
 
 @dataclass
 class CheckReport:
@@ -68,35 +81,6 @@ class CheckReport:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "passed": self.passed}
-
-
-@lru_cache(maxsize=1)
-def _morph():
-    import pymorphy3
-
-    return pymorphy3.MorphAnalyzer(lang="ru")
-
-
-@lru_cache(maxsize=50_000)
-def _lemma(word: str) -> tuple[str, bool]:
-    """Normal form of a word and whether it carries content (not a preposition, conjunction, particle...)."""
-    parse = _morph().parse(word)[0]
-    return parse.normal_form, parse.tag.POS not in CONTENT_POS_SKIPPED
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens (razdel), numbers and punctuation left out."""
-    return [token.text.lower() for token in tokenize(text) if WORD.match(token.text)]
-
-
-def content_lemmas(text: str) -> list[str]:
-    """Lemmas of the content words of text, in order (repeats kept)."""
-    lemmas = []
-    for word in words(text):
-        lemma, is_content = _lemma(word)
-        if is_content and len(lemma) > 1:
-            lemmas.append(lemma)
-    return lemmas
 
 
 def symptom_recall(note: str, symptoms: list[str], *, lemma_share_min: float = 0.5) -> tuple[float, list[str]]:
@@ -128,32 +112,6 @@ def ngram_jaccard(first: str, second: str, n: int = 5) -> float:
     """Jaccard similarity of the character n-gram sets of two texts (case and spacing ignored)."""
     a, b = char_ngrams(first, n), char_ngrams(second, n)
     return len(a & b) / len(a | b) if a and b else 0.0
-
-
-class RealNotesIndex:
-    """Character 5-gram sets of every real note, read once, for near-copy (memorisation) checks."""
-
-    def __init__(self, texts: list[tuple[int, str]]) -> None:
-        self._grams = [(note_id, char_ngrams(text)) for note_id, text in texts]
-
-    @classmethod
-    def from_database(cls) -> RealNotesIndex:
-        from .models import Note
-
-        return cls(list(Note.objects.filter(origin=Note.Origin.REAL).values_list("id", "text")))
-
-    def closest(self, text: str) -> tuple[int | None, float]:
-        """(id of the most similar real note, its 5-gram Jaccard similarity)."""
-        grams = char_ngrams(text)
-        best_id, best = None, 0.0
-        if not grams:
-            return best_id, best
-        for note_id, other in self._grams:
-            if other:
-                score = len(grams & other) / len(grams | other)
-                if score > best:
-                    best_id, best = note_id, score
-        return best_id, best
 
 
 def longest_common_substring(first: str, second: str) -> int:
@@ -200,7 +158,7 @@ def note_check(
     example: str = "",
     prompt: str = "",
     thresholds: CheckThresholds | None = None,
-    real_notes: RealNotesIndex | None = None,
+    real_notes: MemorisationIndex | None = None,
     scorer: BertScorer | None = None,
 ) -> CheckReport:
     """Every check on one note; report.passed is False with a reason for each threshold missed."""
@@ -255,11 +213,14 @@ def note_check(
                            f"{limits.bertscore_precision_min:.2f}")
 
     if real_notes is not None:
-        closest_id, similarity = real_notes.closest(note)
-        scores["real_note_jaccard"] = round(similarity, 4)
-        scores["closest_real_note"] = closest_id
-        if similarity > limits.near_copy_jaccard_max:
-            reasons.append(f"near copy of real note {closest_id} (5-gram Jaccard {similarity:.2f})")
+        memorisation = real_notes.check(note)
+        scores.update(memorisation_longest_run=memorisation.longest_ngram,
+                      memorisation_near_copy=round(memorisation.near_copy, 4),
+                      closest_real_note=memorisation.real_note_id)
+        if memorisation.flagged(real_notes.thresholds):
+            reasons.append(f"memorised real note {memorisation.real_note_id} (longest shared run "
+                           f"{memorisation.longest_ngram} words, {memorisation.near_copy:.0%} of the note's word "
+                           f"{real_notes.thresholds.anchor_words}-grams in it)")
 
     if prompt.strip():
         echo = prompt_echo(note, prompt, inputs=[example, *(symptoms or [])])
@@ -275,3 +236,31 @@ def note_check(
             found_artifacts.append("leftover English words: " + ", ".join(leftovers[:10]))
     reasons.extend(f"artifact: {name}" for name in found_artifacts)
     return report
+
+
+def note_checks_run(
+    *,
+    text: str,
+    language: str,
+    provenance: dict[str, Any],
+    real_notes: MemorisationIndex | None,
+    scorer: BertScorer | None,
+) -> dict[str, Any]:
+    """The checks of a generated note, read from its provenance, as stored in its metadata["checks"].
+
+    One rule for a new note and every edit of it: the symptoms and the example are checked only when the
+    prompt contained them (provenance["prompt_inputs"]), the prompt's own wording is checked for echoes, and
+    the thresholds are those the job used (provenance["check_thresholds"]; the defaults when none are kept,
+    as for imported notes). A note with no prompt_inputs (imported) gets the checks that need no input.
+    """
+    inputs = provenance.get("prompt_inputs") or []
+    symptoms = provenance.get("symptoms") if "symptoms" in inputs else None
+    example = provenance.get("example_text") if "example" in inputs else None
+    prompt = provenance.get("prompt")
+    return note_check(
+        text, language=language, symptoms=list(symptoms) if isinstance(symptoms, list) else [],
+        example=example if isinstance(example, str) else "",
+        prompt=f"{prompt.get('system', '')}\n{prompt.get('user', '')}" if isinstance(prompt, dict) else "",
+        thresholds=CheckThresholds.from_dict(provenance.get("check_thresholds") or {}),
+        real_notes=real_notes, scorer=scorer,
+    ).as_dict()

@@ -10,10 +10,14 @@ import tempfile
 from pathlib import Path
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from graph.schema import symptom_key
+from medsyn_site.core.audit import audit_record, audit_write, audit_write_many
+from medsyn_site.core.icd10 import icd_category_clean
+from medsyn_site.core.models import AuditEvent
 
 from .backends.base import GenerationRequest, backend_for
 from .models import ModelConfig, Note, SymptomProposal
@@ -24,6 +28,7 @@ EXTRACTION_USER = ("Выпиши из текста все симптомы, а �
 EXTRACTION_TEMPERATURE = 0.2
 _BULLET = re.compile(r"^\s*(?:[-*•–—]+|\d+[.)])\s*")
 MAX_SYMPTOM_CHARS = 80
+NOTES_PER_CATEGORY = 20
 
 
 def symptoms_parse(answer: str) -> list[str]:
@@ -37,7 +42,8 @@ def symptoms_parse(answer: str) -> list[str]:
     return list(found.values())
 
 
-def enrichment_run(*, model_config: ModelConfig, categories: list[str], notes_per_category: int = 20) -> dict:
+def enrichment_run(*, model_config: ModelConfig, categories: list[str],
+                   notes_per_category: int = NOTES_PER_CATEGORY) -> dict:
     """Ask the model for the symptoms of up to notes_per_category real notes per category; record proposals.
 
     Idempotent: a note already counted for a proposal is not counted again, so a rerun (or a redelivered
@@ -73,8 +79,38 @@ def enrichment_run(*, model_config: ModelConfig, categories: list[str], notes_pe
     return counts
 
 
+@transaction.atomic
+def do_start_symptom_extraction(*, actor: AbstractBaseUser | None, model_config: ModelConfig, categories: list[str],
+                                notes_per_category: int = NOTES_PER_CATEGORY) -> list[str]:
+    """Send an extraction of the symptoms of real notes of these ICD-10 categories to the model's worker queue
+    (once committed, with its audit record). Returns the categories, cleaned; ValidationError when there is none
+    or one is not a category."""
+    from .jobs import queue_for
+    from .tasks import run_symptom_extraction
+
+    chosen, bad = set(), []
+    for raw in filter(str.strip, categories):  # blank entries (a trailing comma) name nothing
+        try:
+            chosen.add(icd_category_clean(raw))
+        except ValueError:
+            bad.append(raw.strip())
+    if bad:
+        raise ValidationError(f"Not ICD-10 categories (a letter and two digits): {', '.join(bad)}.")
+    if not chosen:
+        raise ValidationError("Name at least one ICD-10 category.")
+    chosen_sorted = sorted(chosen)
+    audit_write(actor=actor, action=AuditEvent.START_SYMPTOM_EXTRACTION, obj=model_config,
+                extra={"categories": chosen_sorted, "notes_per_category": notes_per_category})
+    transaction.on_commit(lambda: run_symptom_extraction.apply_async(
+        args=[model_config.pk, chosen_sorted, notes_per_category], queue=queue_for(model_config)))
+    return chosen_sorted
+
+
 def do_review_symptom_proposals(*, actor: AbstractBaseUser, proposals: list[SymptomProposal], accept: bool) -> int:
-    """Accept (publish as HAS_SYMPTOM edges with source "llm", one new graph version) or reject proposals."""
+    """Accept (publish as HAS_SYMPTOM edges with source "llm", one new graph version) or reject proposals.
+
+    The graph is published first (it is not in the database's transaction); then each proposal still proposed
+    changes state with its own audit record, in one transaction. Returns how many changed."""
     from graph.importers import generic_payload
     from graph.services import graph_import
 
@@ -96,6 +132,19 @@ def do_review_symptom_proposals(*, actor: AbstractBaseUser, proposals: list[Symp
                                    check_endpoints=True)
         version = str(outcome.version.pk)
     status = SymptomProposal.Status.ACCEPTED if accept else SymptomProposal.Status.REJECTED
-    SymptomProposal.objects.filter(pk__in=[p.pk for p in pending], status=SymptomProposal.Status.PROPOSED).update(
-        status=status, reviewed_by=actor, reviewed_at=timezone.now(), graph_version=version)
-    return len(pending)
+    event = AuditEvent.ACCEPT_SYMPTOM_PROPOSAL if accept else AuditEvent.REJECT_SYMPTOM_PROPOSAL
+    with transaction.atomic():
+        # Another reviewer may have decided some of them meanwhile: theirs stand, and have their own records.
+        changed = list(SymptomProposal.objects.select_for_update().filter(
+            pk__in=[p.pk for p in pending], status=SymptomProposal.Status.PROPOSED))
+        now = timezone.now()
+        for proposal in changed:
+            proposal.status, proposal.reviewed_by, proposal.reviewed_at = status, actor, now
+            proposal.graph_version = version
+        SymptomProposal.objects.bulk_update(changed, ["status", "reviewed_by", "reviewed_at", "graph_version"])
+        audit_write_many(audit_record(actor=actor, action=event, obj=proposal,
+                                      from_state=SymptomProposal.Status.PROPOSED, to_state=status,
+                                      extra={"category": proposal.category, "symptom": proposal.symptom,
+                                             "support": proposal.support, "graph_version": version})
+                         for proposal in changed)
+    return len(changed)

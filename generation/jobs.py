@@ -11,25 +11,33 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from graph.sampling import SamplingData, sampling_data_load
 from graph.store import get_graph_store
+from medsyn_site.core.audit import audit_write
+from medsyn_site.core.errors import StateConflict
+from medsyn_site.core.icd10 import icd_category, icd_category_clean, icd_code_clean
+from medsyn_site.core.models import AuditEvent, JobStatus
 
 from .backends.base import GenerationBackend, GenerationRequest, GenerationResult, backend_for
 from .bertscore import BertScorer, bert_scorer_configured
-from .checks import CheckThresholds, RealNotesIndex, note_check
-from .models import GenerationItem, GenerationJob, ModelConfig, Note, PromptTemplate
-from .planning import DEFAULT_MIN_WORDS, Plan, PlanError, examples_group, plan_build
-from .prompts import PromptTooLongError, prompt_build_from_template
+from .checks import CheckThresholds, note_checks_run
+from .memorisation import MemorisationIndex, memorisation_index_load
+from .models import GenerationItem, GenerationJob, Language, ModelConfig, Note, PromptTemplate
+from .planning import DEFAULT_MIN_WORDS, Allocation, Plan, PlanError, SymptomMode, examples_group, plan_build
+from .prompts import PromptTooLongError, prompt_build_from_template, template_fields
 from .selectors import prompt_template_current
 from .services import note_content_hash
 
@@ -37,14 +45,26 @@ logger = logging.getLogger("medsyn.generation")
 
 SOURCE_DATASET = "MedSyn Studio"
 SAMPLING_OVERRIDES = ("temperature", "top_p", "max_new_tokens")
+# The plan inputs a prompt can contain, by the template placeholders that put them there.
+PROMPT_INPUT_FIELDS = {"symptoms": frozenset({"symptoms"}), "example": frozenset({"example"}),
+                       "code": frozenset({"code", "disease"})}
+
+
+# The bounds of a plan request (plan_request_from): what a job may ask of the planner and the model.
+MAX_BUDGET = 100_000  # tasks of one job, and of the counts given per category, all together
+MAX_NEW_TOKENS = 4096
+MAX_MIN_WORDS = 1000
+MAX_CHECK_THRESHOLD = 1_000_000
+SEED_RANGE = (-(2**63), 2**63 - 1)  # the job's seed column (bigint)
+CHECK_NAMES = frozenset(f.name for f in dataclasses.fields(CheckThresholds)) - {"allowed_latin_words"}
 
 
 @dataclass(frozen=True)
 class PlanRequest:
-    """What a user asks for; stored as the job's parameters."""
+    """What a user asks for; stored as the job's parameters. Build it from user input with plan_request_from."""
 
-    categories: list[str] | None
     budget: int
+    categories: list[str] | None = None  # None: every category with example notes
     allocation: str = "weighted"
     explicit_counts: dict[str, int] = field(default_factory=dict)
     overrides: dict[str, int] = field(default_factory=dict)
@@ -60,6 +80,120 @@ class PlanRequest:
 
     def as_parameters(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _whole(low: int, high: int) -> Callable[[object], int]:
+    def parse(raw: object) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ValueError("A whole number is required.")
+        if not low <= raw <= high:
+            raise ValueError(f"Must be from {low} to {high}.")
+        return raw
+
+    return parse
+
+
+def _number(low: float, high: float) -> Callable[[object], float]:
+    def parse(raw: object) -> float:
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+            raise ValueError("A number is required.")
+        if not low <= raw <= high:
+            raise ValueError(f"Must be from {low} to {high}.")
+        return float(raw)
+
+    return parse
+
+
+def _choice(options: Iterable[str]) -> Callable[[object], str]:
+    options = tuple(options)
+
+    def parse(raw: object) -> str:
+        if raw not in options:
+            raise ValueError(f"Must be one of: {', '.join(options)}.")
+        return str(raw)
+
+    return parse
+
+
+def _categories(raw: object) -> list[str] | None:
+    """ICD-10 codes or categories -> their sorted categories (None: every category with examples)."""
+    if not isinstance(raw, list | tuple):
+        raise ValueError("A list of ICD-10 codes is required.")
+    found, bad = set(), []
+    for item in raw:
+        try:
+            found.add(icd_category(icd_code_clean(item)))
+        except ValueError:
+            bad.append(str(item))
+    if bad:
+        raise ValueError(f"Not ICD-10 codes: {', '.join(bad)}.")
+    return sorted(found) or None
+
+
+def _counts(raw: object) -> dict[str, int]:
+    """{category: tasks}; each count, and all of them together, at most MAX_BUDGET."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("A mapping of ICD-10 category to count is required.")
+    counts = {}
+    for key, value in raw.items():
+        try:
+            category = icd_category_clean(key)
+        except ValueError:
+            raise ValueError(f"Not an ICD-10 category (a letter and two digits): {key}.") from None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BUDGET:
+            raise ValueError(f"{category}: a count is a whole number from 0 to {MAX_BUDGET}.")
+        counts[category] = value
+    if sum(counts.values()) > MAX_BUDGET:
+        raise ValueError(f"The counts add up to more than {MAX_BUDGET} tasks.")
+    return counts
+
+
+def _checks(raw: object) -> dict[str, float]:
+    if not isinstance(raw, Mapping):
+        raise ValueError("A mapping of check threshold name to number is required.")
+    unknown = sorted(set(raw) - CHECK_NAMES)
+    if unknown:
+        raise ValueError(f"Unknown check threshold(s): {', '.join(map(str, unknown))}.")
+    return {name: _number(0, MAX_CHECK_THRESHOLD)(value) for name, value in raw.items()}
+
+
+PLAN_RULES: dict[str, Callable[[object], Any]] = {
+    "categories": _categories,
+    "budget": _whole(1, MAX_BUDGET),
+    "allocation": _choice(get_args(Allocation)),
+    "explicit_counts": _counts,
+    "overrides": _counts,
+    "symptom_mode": _choice(get_args(SymptomMode)),
+    "variant": _choice(PromptTemplate.Variant.values),
+    "language": _choice(Language.values),
+    "seed": _whole(*SEED_RANGE),
+    "min_words": _whole(1, MAX_MIN_WORDS),
+    "temperature": _number(0, 2),
+    "top_p": _number(0, 1),
+    "max_new_tokens": _whole(1, MAX_NEW_TOKENS),
+    "checks": _checks,
+}
+
+
+def plan_request_from(data: Mapping[str, Any]) -> PlanRequest:
+    """The one validation of a plan request: the job form and the API both build theirs here, so they accept and
+    refuse the same requests. data holds typed values (the form's or serializer's fields convert the text);
+    an absent or None value takes PlanRequest's default (for the sampling overrides: the model configuration's).
+    Raises ValidationError with the problems by field name."""
+    values, errors = {}, {}
+    for spec in dataclasses.fields(PlanRequest):
+        raw = data.get(spec.name)
+        if raw is None:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                errors[spec.name] = ["This field is required."]
+            continue
+        try:
+            values[spec.name] = PLAN_RULES[spec.name](raw)
+        except ValueError as error:
+            errors[spec.name] = [str(error)]
+    if errors:
+        raise ValidationError(errors)
+    return PlanRequest(**values)
 
 
 def examples_load(categories: list[str] | None, *, min_words: int) -> dict[str, list]:
@@ -109,22 +243,27 @@ def do_create_job(
     *,
     request: PlanRequest,
     model_config: ModelConfig,
-    user: AbstractBaseUser | None = None,
+    actor: AbstractBaseUser | None,
     prompt_template: PromptTemplate | None = None,
     budget_cap: Decimal | None = None,
     enqueue: bool = True,
     data: SamplingData | None = None,
 ) -> GenerationJob:
-    """Plan, build every item's prompt, store the job and all its items in one transaction, then enqueue it."""
+    """Plan, build every item's prompt, store the job, all its items and the audit record in one transaction, then
+    enqueue it. PlanError (a ValidationError) when the plan cannot be made or has no task."""
     plan = plan_compute(request, data=data)
     if not plan.tasks:
-        raise PlanError("the plan has no tasks")
-    template = prompt_template or prompt_template_current(variant=request.variant, language=request.language)
+        raise PlanError("The plan has no tasks.")
+    try:
+        template = prompt_template or prompt_template_current(variant=request.variant, language=request.language)
+    except PromptTemplate.DoesNotExist:
+        raise ValidationError(f"No prompt template for the variant {request.variant} in the language "
+                              f"{request.language}.") from None
     names = {row.category: row.name for row in plan.rows}
     job = GenerationJob.objects.create(
         parameters=request.as_parameters(), model_config=model_config, prompt_template=template, seed=request.seed,
-        graph_version=plan.graph_version or "", planned=plan.total, budget_cap=budget_cap,
-        created_by=user if user is not None and user.is_authenticated else None,
+        graph_version=plan.graph_version or "", planned=plan.total, progress_total=plan.total, budget_cap=budget_cap,
+        created_by=actor if actor is not None and actor.is_authenticated else None,
     )
     items, skipped = [], 0
     for task in plan.tasks:
@@ -144,34 +283,49 @@ def do_create_job(
         items.append(item)
     GenerationItem.objects.bulk_create(items, batch_size=1000)
     if skipped:
-        GenerationJob.objects.filter(pk=job.pk).update(skipped=skipped)
-        job.skipped = skipped
+        GenerationJob.objects.filter(pk=job.pk).update(skipped=skipped, progress_done=skipped)
+        job.skipped = job.progress_done = skipped
+    audit_write(actor=actor, action=AuditEvent.CREATE_GENERATION_JOB, obj=job, to_state=job.status,
+                extra={"planned": plan.total, "skipped": skipped, "model_config": model_config.name,
+                       "prompt_template": str(template), "graph_version": job.graph_version,
+                       "budget_cap": None if budget_cap is None else str(budget_cap)})
     if enqueue:
         job_enqueue(job)
     return job
 
 
 @transaction.atomic
-def do_cancel_job(*, job: GenerationJob) -> GenerationJob:
-    """Stop a job between batches; items already done keep their notes."""
-    updated = GenerationJob.objects.filter(pk=job.pk, status__in=[GenerationJob.Status.QUEUED,
-                                                                  GenerationJob.Status.RUNNING])
-    updated.update(status=GenerationJob.Status.CANCELLED, finished_at=timezone.now())
-    job.refresh_from_db()
+def do_cancel_job(*, job: GenerationJob, actor: AbstractBaseUser | None) -> GenerationJob:
+    """Stop a queued or running job between batches; items already done keep their notes. StateConflict when the
+    job has already finished."""
+    job = GenerationJob.objects.select_for_update().get(pk=job.pk)
+    if job.finished:
+        raise StateConflict(f"Job {job.pk} has already finished ({job.get_status_display()}): nothing to cancel.")
+    previous = job.status
+    job.status, job.finished_at = JobStatus.CANCELLED, timezone.now()
+    job.save(update_fields=["status", "finished_at", "updated_at"])
+    audit_write(actor=actor, action=AuditEvent.CANCEL_GENERATION_JOB, obj=job, from_state=previous,
+                to_state=job.status, extra={"ok": job.ok, "failed": job.failed, "skipped": job.skipped})
     return job
 
 
 @transaction.atomic
-def do_resume_job(*, job: GenerationJob) -> GenerationJob:
-    """Run a stopped (or stalled) job again: its pending items and, once more, the items that failed."""
+def do_resume_job(*, job: GenerationJob, actor: AbstractBaseUser | None) -> GenerationJob:
+    """Run a stopped (or stalled) job again: its pending items and, once more, the items that failed.
+    StateConflict when the job is still running (it made progress within STALLED_AFTER)."""
     job = GenerationJob.objects.select_for_update().get(pk=job.pk)
     if not job.resumable:
-        return job
+        raise StateConflict(f"Job {job.pk} is still {job.get_status_display().lower()}: only a finished or stalled "
+                            "job can be resumed.")
+    previous = job.status
     retried = job.items.filter(status=GenerationItem.Status.FAILED).update(status=GenerationItem.Status.PENDING,
                                                                           error="")
     job.failed = max(0, job.failed - retried)
-    job.status, job.finished_at, job.error = GenerationJob.Status.QUEUED, None, ""
-    job.save(update_fields=["failed", "status", "finished_at", "error", "updated_at"])
+    job.progress_done = max(0, job.progress_done - retried)
+    job.status, job.finished_at, job.error = JobStatus.QUEUED, None, ""
+    job.save(update_fields=["failed", "progress_done", "status", "finished_at", "error", "updated_at"])
+    audit_write(actor=actor, action=AuditEvent.RESUME_GENERATION_JOB, obj=job, from_state=previous,
+                to_state=job.status, extra={"retried": retried})
     job_enqueue(job)
     return job
 
@@ -187,14 +341,23 @@ def model_config_for_job(job: GenerationJob) -> ModelConfig:
 
 
 def check_thresholds_for(job: GenerationJob) -> CheckThresholds:
-    known = {f.name for f in dataclasses.fields(CheckThresholds)}
-    return CheckThresholds(**{k: v for k, v in job.parameters.get("checks", {}).items() if k in known})
+    return CheckThresholds.from_dict(job.parameters.get("checks", {}))
+
+
+def prompt_inputs(template: PromptTemplate) -> list[str]:
+    """The plan inputs a template's prompts contain: "symptoms", "example", "code" (the disease name or code)."""
+    fields = template_fields(template.system_text) | template_fields(template.user_text)
+    return [name for name, placeholders in PROMPT_INPUT_FIELDS.items() if placeholders & fields]
 
 
 def note_provenance(job: GenerationJob, config: ModelConfig, item: GenerationItem, result: GenerationResult,
-                    report: dict[str, Any]) -> dict[str, Any]:
+                    thresholds: CheckThresholds) -> dict[str, Any]:
+    """Everything a note came from. Symptoms and example are recorded only when the prompt contained them
+    (prompt_inputs), so neither the checks nor an export ever treat an unused example as the note's source."""
     template = job.prompt_template
     parameters = job.parameters
+    inputs = prompt_inputs(template)
+    with_example = "example" in inputs
     return {
         "job_id": job.pk,
         "generation_model": config.name,
@@ -207,10 +370,11 @@ def note_provenance(job: GenerationJob, config: ModelConfig, item: GenerationIte
                          "max_new_tokens": config.max_new_tokens},
         "prompt_template": {"id": template.pk, "name": template.name, "version": template.version},
         "prompt": {"system": item.prompt_system, "user": item.prompt_user},
-        "symptoms": item.symptoms,
+        "prompt_inputs": inputs,
+        "symptoms": item.symptoms if "symptoms" in inputs else [],
         "donor_code": item.donor_code,
-        "example_note_id": item.example_note_id,
-        "example_text": item.example_text,
+        "example_note_id": item.example_note_id if with_example else None,
+        "example_text": item.example_text if with_example else "",
         "graph_version": job.graph_version,
         "seed": job.seed,
         "item_index": item.index,
@@ -219,7 +383,7 @@ def note_provenance(job: GenerationJob, config: ModelConfig, item: GenerationIte
         "tokens": {"prompt": result.prompt_tokens, "completion": result.completion_tokens},
         "latency_s": result.latency_s,
         "attempts": result.attempts,
-        "checks": report,
+        "check_thresholds": thresholds.as_dict(),
     }
 
 
@@ -232,7 +396,7 @@ def result_clean(result: GenerationResult) -> GenerationResult:
 
 
 def item_record(job: GenerationJob, config: ModelConfig, item_id: int, result: GenerationResult,
-                thresholds: CheckThresholds, real_notes: RealNotesIndex | None = None,
+                thresholds: CheckThresholds, real_notes: MemorisationIndex | None = None,
                 scorer: BertScorer | None = None) -> str | None:
     """Store one result: note + item status + job counters in one transaction. Returns the new item status,
     or None when the item was no longer pending (done by an earlier delivery of the task)."""
@@ -241,7 +405,8 @@ def item_record(job: GenerationJob, config: ModelConfig, item_id: int, result: G
         item = GenerationItem.objects.select_for_update().get(pk=item_id)
         if item.status != GenerationItem.Status.PENDING:
             return None
-        counters: dict[str, Any] = {"prompt_tokens": F("prompt_tokens") + result.prompt_tokens,
+        counters: dict[str, Any] = {"progress_done": F("progress_done") + 1,
+                                    "prompt_tokens": F("prompt_tokens") + result.prompt_tokens,
                                     "completion_tokens": F("completion_tokens") + result.completion_tokens}
         if result.cost:
             counters["cost"] = F("cost") + Decimal(str(result.cost))
@@ -252,10 +417,9 @@ def item_record(job: GenerationJob, config: ModelConfig, item_id: int, result: G
             counters["failed"] = F("failed") + 1
         else:
             language = job.parameters.get("language", "ru")
-            example = item.example_text if job.prompt_template.variant == "symptoms_example" else ""
-            report = note_check(result.text, language=language, symptoms=item.symptoms, example=example,
-                                prompt=f"{item.prompt_system}\n{item.prompt_user}", thresholds=thresholds,
-                                real_notes=real_notes, scorer=scorer).as_dict()
+            provenance = note_provenance(job, config, item, result, thresholds)
+            report = note_checks_run(text=result.text, language=language, provenance=provenance,
+                                     real_notes=real_notes, scorer=scorer)
             code = item.donor_code or item.category
             digest = note_content_hash(origin=Note.Origin.SYNTHETIC, icd_code=code, text=result.text)
             try:
@@ -263,7 +427,7 @@ def item_record(job: GenerationJob, config: ModelConfig, item_id: int, result: G
                     note = Note.objects.create(
                         origin=Note.Origin.SYNTHETIC, text=result.text, icd_code=code, icd_category=item.category,
                         language=language, source_dataset=SOURCE_DATASET, content_hash=digest,
-                        metadata=note_provenance(job, config, item, result, report),
+                        metadata={**provenance, "checks": report},
                     )
             except IntegrityError:
                 item.status = GenerationItem.Status.SKIPPED
@@ -291,29 +455,28 @@ def _budget_exhausted(job: GenerationJob, batch_len: int) -> bool:
 
 
 def _finish(job_id: int, status: str, error: str = "") -> None:
-    GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.RUNNING).update(
-        status=status, error=error, finished_at=timezone.now())
+    """End a running job; a job cancelled meanwhile stays cancelled."""
+    now = timezone.now()
+    GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(status=status, error=error,
+                                                                             finished_at=now, updated_at=now)
 
 
 def job_execute(job_id: int) -> None:
     """Run the pending items of a job in batches; cancel and the budget cap are checked between batches."""
-    started = GenerationJob.objects.filter(pk=job_id, status__in=[GenerationJob.Status.QUEUED,
-                                                                  GenerationJob.Status.RUNNING])
-    if not started.update(status=GenerationJob.Status.RUNNING):
+    job = GenerationJob.objects.select_related("prompt_template").filter(pk=job_id).first()
+    if job is None or not job.mark_running():
         return  # finished or cancelled before this delivery
-    GenerationJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=timezone.now())
-    job = GenerationJob.objects.select_related("prompt_template").get(pk=job_id)
     config = model_config_for_job(job)
     try:
         backend = backend_for(config)
     except Exception as error:  # a missing model directory, for example: nothing can run
         logger.exception("backend unavailable", extra={"job_id": job_id})
-        _finish(job_id, GenerationJob.Status.FAILED, f"{type(error).__name__}: {error}")
+        _finish(job_id, JobStatus.FAILED, f"{type(error).__name__}: {error}")
         return
     try:
         _batches_run(job, config, backend)
     except Exception as error:  # the job page must not show "running" forever; the task records the traceback
-        _finish(job_id, GenerationJob.Status.FAILED, f"{type(error).__name__}: {error}")
+        _finish(job_id, JobStatus.FAILED, f"{type(error).__name__}: {error}")
         raise
 
 
@@ -321,11 +484,11 @@ def _batches_run(job: GenerationJob, config: ModelConfig, backend: GenerationBac
     """Pending items in index order, config.batch_size at a time, until none is left, a cancel, or the cap."""
     job_id = job.pk
     thresholds = check_thresholds_for(job)
-    real_notes = RealNotesIndex.from_database()  # memorisation check against every real note, read once
+    real_notes = memorisation_index_load()  # memorisation check against every real note, read once
     scorer = bert_scorer_configured()
     while True:
         job.refresh_from_db()
-        if job.status != GenerationJob.Status.RUNNING:
+        if job.status != JobStatus.RUNNING:
             return  # cancelled
         batch = list(job.items.filter(status=GenerationItem.Status.PENDING).order_by("index")[:config.batch_size])
         if not batch:
@@ -334,8 +497,9 @@ def _batches_run(job: GenerationJob, config: ModelConfig, backend: GenerationBac
             with transaction.atomic():
                 left = job.items.filter(status=GenerationItem.Status.PENDING).update(
                     status=GenerationItem.Status.SKIPPED, error="budget cap reached")
-                GenerationJob.objects.filter(pk=job_id).update(skipped=F("skipped") + left)
-            _finish(job_id, GenerationJob.Status.DONE, f"budget cap reached: {left} item(s) not run")
+                GenerationJob.objects.filter(pk=job_id).update(skipped=F("skipped") + left,
+                                                               progress_done=F("progress_done") + left)
+            _finish(job_id, JobStatus.DONE, f"budget cap reached: {left} item(s) not run")
             return
         requests = [GenerationRequest(key=str(item.pk), system=item.prompt_system, user=item.prompt_user)
                     for item in batch]
@@ -344,6 +508,6 @@ def _batches_run(job: GenerationJob, config: ModelConfig, backend: GenerationBac
             item_record(job, config, item.pk, result, thresholds, real_notes, scorer)
     job.refresh_from_db()
     if job.ok == 0 and job.failed > 0:
-        _finish(job_id, GenerationJob.Status.FAILED, "no item could be generated; see the item errors")
+        _finish(job_id, JobStatus.FAILED, "no item could be generated; see the item errors")
     else:
-        _finish(job_id, GenerationJob.Status.DONE)
+        _finish(job_id, JobStatus.DONE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -11,20 +12,14 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from medsyn_site.core.models import BackgroundJob
+
 from .prompts import template_fields_check
 
 
 class Language(models.TextChoices):
     RUSSIAN = "ru", _("Russian")
     ENGLISH = "en", _("English")
-
-
-class ReviewState(models.TextChoices):
-    GENERATED = "generated", _("Generated")
-    PENDING_REVIEW = "pending_review", _("Pending review")
-    APPROVED = "approved", _("Approved")
-    REJECTED = "rejected", _("Rejected")
-    NEEDS_EDIT = "needs_edit", _("Needs edit")
 
 
 class Note(models.Model):
@@ -48,21 +43,7 @@ class Note(models.Model):
     content_hash = models.CharField(max_length=64, unique=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Curation of synthetic notes (review.curation changes these, one audited action per transition).
-    review_state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.GENERATED,
-                                    db_index=True)
-    review_reason = models.TextField(blank=True, default="")
-    version = models.PositiveIntegerField(default=1)  # earlier texts are kept in review.NoteVersion
-    # Set by the background scans (review.scans); an edit clears them until the next scan.
-    near_duplicate_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    duplicate_jaccard = models.FloatField(null=True, blank=True)
-    memorisation_real_note = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
-                                               related_name="+")
-    memorisation_ngram = models.PositiveIntegerField(null=True, blank=True)
-    memorisation_score = models.FloatField(null=True, blank=True)
-    memorised = models.BooleanField(default=False)
-    memorisation_checked_version = models.PositiveIntegerField(null=True, blank=True)
-    flag_override = models.BooleanField(default=False)  # an audited decision to release a flagged note
+    version = models.PositiveIntegerField(default=1)  # of the text; earlier texts are kept in NoteVersion
 
     class Meta:
         ordering = ["id"]
@@ -70,26 +51,6 @@ class Note(models.Model):
 
     def __str__(self) -> str:
         return f"{self.origin} {self.icd_code}: {self.text[:60]}"
-
-    @property
-    def flagged(self) -> bool:
-        """A near duplicate of an earlier note or a memorised real note: held back from releases."""
-        return self.near_duplicate_of_id is not None or self.memorised
-
-    @property
-    def memorisation_current(self) -> bool:
-        return self.memorisation_checked_version == self.version
-
-    @property
-    def release_blocker(self) -> str:
-        """Why this note cannot go into a release now ("" when it can)."""
-        if self.origin == self.Origin.SYNTHETIC and self.review_state != ReviewState.APPROVED:
-            return f"not approved ({self.get_review_state_display()})"
-        if self.origin == self.Origin.SYNTHETIC and not self.memorisation_current:
-            return "not checked for memorisation at this version"
-        if self.flagged and not self.flag_override:
-            return "flagged " + ("(memorised real note)" if self.memorised else "(near duplicate)")
-        return ""
 
 
 class PromptTemplate(models.Model):
@@ -193,17 +154,13 @@ class ModelConfig(models.Model):
             raise ValidationError({"model_path": _("A model directory is required for a local backend.")})
 
 
-class GenerationJob(models.Model):
-    """One planned batch of generation tasks run by Celery; parameters hold everything needed to rebuild the plan."""
+class GenerationJob(BackgroundJob):
+    """One planned batch of generation tasks run by Celery; parameters hold everything needed to rebuild the plan.
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        RUNNING = "running", _("Running")
-        CANCELLED = "cancelled", _("Cancelled")
-        FAILED = "failed", _("Failed")
-        DONE = "done", _("Done")
+    progress_total is the plan size (planned) and progress_done the items with an outcome (ok + failed + skipped):
+    jobs.py moves progress_done in the same update as those counters.
+    """
 
-    FINISHED = frozenset({Status.CANCELLED, Status.FAILED, Status.DONE})
     # A queued or running job with no progress for this long has lost its worker message (resume may re-send it).
     STALLED_AFTER = timedelta(minutes=5)
 
@@ -212,7 +169,6 @@ class GenerationJob(models.Model):
     prompt_template = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, related_name="jobs")
     seed = models.BigIntegerField(default=17)
     graph_version = models.CharField(max_length=50, blank=True, default="")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     planned = models.PositiveIntegerField(default=0)
     ok = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
@@ -223,23 +179,9 @@ class GenerationJob(models.Model):
     cost = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     budget_cap = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
                                      help_text=_("Stop cleanly before the cost would exceed this."))
-    error = models.TextField(blank=True, default="")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="generation_jobs")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["-id"]
 
     def __str__(self) -> str:
         return f"job {self.pk} ({self.status})"
-
-    @property
-    def finished(self) -> bool:
-        return self.status in self.FINISHED
 
     @property
     def stalled(self) -> bool:
@@ -252,20 +194,12 @@ class GenerationJob(models.Model):
         return self.finished or self.stalled
 
     @property
-    def processed(self) -> int:
-        return self.ok + self.failed + self.skipped
-
-    @property
-    def percent(self) -> int:
-        return round(100 * self.processed / self.planned) if self.planned else 100
-
-    @property
     def items_per_second(self) -> float | None:
-        if not self.started_at or not self.processed:
+        if not self.started_at or not self.progress_done:
             return None
         end = self.finished_at or self.updated_at
         seconds = (end - self.started_at).total_seconds()
-        return round(self.processed / seconds, 2) if seconds > 0 else None
+        return round(self.progress_done / seconds, 2) if seconds > 0 else None
 
 
 class GenerationItem(models.Model):
@@ -336,14 +270,9 @@ class SymptomProposal(models.Model):
         return len(self.note_ids)
 
 
-class NoteImportJob(models.Model):
-    """A notes file uploaded by an admin (RuMedTop3 jsonl or MedSyn release CSV), imported by a Celery worker."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        RUNNING = "running", _("Running")
-        DONE = "done", _("Done")
-        FAILED = "failed", _("Failed")
+class NoteImportJob(BackgroundJob):
+    """A notes file imported all or nothing (RuMedTop3 jsonl or MedSyn release CSV): uploaded by an admin and run
+    by a Celery worker, or named by an import command on the server (file_path). Progress is in rows."""
 
     class Kind(models.TextChoices):
         RUMEDTOP3 = "rumedtop3", _("Real notes: RuMedTop3 jsonl (idx, symptoms, code)")
@@ -351,25 +280,21 @@ class NoteImportJob(models.Model):
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     split = models.CharField(max_length=16, blank=True, default="")
-    upload = models.FileField(upload_to="note_imports/")
+    source_dataset = models.CharField(max_length=100, help_text=_("Stored on every imported note."))
+    upload = models.FileField(upload_to="note_imports/", blank=True)
+    file_path = models.CharField(max_length=1000, blank=True, default="",
+                                 help_text=_("A file on the server an import command read (no upload)."))
     original_name = models.CharField(max_length=255)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
-    progress = models.PositiveSmallIntegerField(default=0)
     created = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-id"]
+    errors = models.JSONField(default=list)  # [{line, message}] of a file with problems
 
     def __str__(self) -> str:
         return f"note import {self.pk} {self.original_name} ({self.status})"
 
     @property
-    def finished(self) -> bool:
-        return self.status in (self.Status.DONE, self.Status.FAILED)
+    def source_file(self) -> Path:
+        return Path(self.upload.path) if self.upload else Path(self.file_path)
 
 
 class NoteVersion(models.Model):

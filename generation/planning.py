@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from django.core.exceptions import ValidationError
+
 from graph.sampling import SamplingData, category_weight, symptoms_sample
 
 Allocation = Literal["weighted", "uniform", "explicit"]
@@ -21,8 +23,8 @@ DEFAULT_MIN_WORDS = 30
 TEMPLATE_EXAMPLES = {"ru": "Пациент обратился с жалобами.", "en": "The patient presented with complaints."}
 
 
-class PlanError(ValueError):
-    """The plan request cannot be satisfied; the message says why."""
+class PlanError(ValidationError):
+    """The plan request cannot be satisfied (invalid input: API 400, a message on the form); the message says why."""
 
 
 @dataclass(frozen=True)

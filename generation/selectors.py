@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import GenerationItem, GenerationJob, Note, PromptTemplate
+from .models import GenerationItem, GenerationJob, Note, NoteImportJob, PromptTemplate, SymptomProposal
 
 
 def prompt_template_current(*, variant: str, language: str, name: str | None = None) -> PromptTemplate:
@@ -27,6 +27,20 @@ def generation_jobs_list() -> QuerySet[GenerationJob]:
 def generation_job_errors(*, job: GenerationJob) -> QuerySet[GenerationItem]:
     """Items that failed or were skipped, with their reasons."""
     return job.items.filter(status__in=[GenerationItem.Status.FAILED, GenerationItem.Status.SKIPPED]).order_by("index")
+
+
+def note_import_jobs_recent(*, limit: int = 20) -> QuerySet[NoteImportJob]:
+    return NoteImportJob.objects.order_by("-id")[:limit]
+
+
+def symptom_proposals_pending(*, limit: int = 500) -> QuerySet[SymptomProposal]:
+    return SymptomProposal.objects.filter(status=SymptomProposal.Status.PROPOSED)[:limit]
+
+
+def symptom_proposals_reviewed(*, limit: int = 50) -> QuerySet[SymptomProposal]:
+    """The latest decisions, newest first."""
+    return (SymptomProposal.objects.exclude(status=SymptomProposal.Status.PROPOSED).select_related("reviewed_by")
+            .order_by("-reviewed_at")[:limit])
 
 
 def synthetic_notes_filter(*, code: str = "", model: str = "", variant: str = "", check: str = "",

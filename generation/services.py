@@ -1,32 +1,41 @@
-"""Writes for the generation app: note imports and prompt template versions."""
+"""Writes for the generation app: note imports (and their jobs), note text revisions and prompt template versions."""
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
-import re
-import unicodedata
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
 
-from .models import Language, ModelConfig, Note, PromptTemplate
+from medsyn_site.core.audit import audit_write
+from medsyn_site.core.errors import InputError
+from medsyn_site.core.icd10 import icd_category, icd_code_clean
+from medsyn_site.core.models import AuditEvent, JobStatus
+from medsyn_site.core.progress import Progress, ProgressRecorder
+from medsyn_site.core.rumedbench import rumedtop3_rows
+from medsyn_site.core.text import content_hash
+
+from .bertscore import bert_scorer_configured
+from .checks import note_checks_run
+from .memorisation import memorisation_index_load
+from .models import Language, ModelConfig, Note, NoteImportJob, NoteVersion, PromptTemplate
 from .prompts import DEFAULT_TEMPLATES, template_fields_check
+from .signals import real_notes_imported
 
-ICD10_CODE = re.compile(r"^[A-Z]\d{2}(\.[0-9A-Z]{1,2})?$")
 MEDSYN_CSV_COLUMNS = (
     "idx", "ICD-10", "generation_model", "prompt", "prior", "example", "example source", "response", "symptoms",
     "anamnesis", "symptoms_recall", "anamnesis_precision",
 )
 HASH_LOOKUP_CHUNK = 1000
-
-Progress = Callable[[int, int], None]  # (rows done, rows total)
+# The source data set stored on imported notes when none is named, by kind of file.
+SOURCE_DATASETS = {NoteImportJob.Kind.RUMEDTOP3: "RuMedTop3", NoteImportJob.Kind.MEDSYN_CSV: "MedSyn"}
 
 
 @dataclass(frozen=True)
@@ -39,19 +48,6 @@ class NoteRow:
     metadata: dict[str, Any]
 
 
-@dataclass
-class NoteImportError(Exception):
-    """The file has problems; nothing was written. problems: (line number, message) pairs."""
-
-    source: str
-    problems: list[tuple[int, str]] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        shown = "; ".join(f"line {line}: {message}" for line, message in self.problems[:10])
-        more = f" (and {len(self.problems) - 10} more)" if len(self.problems) > 10 else ""
-        return f"{self.source}: {len(self.problems)} problem(s), nothing imported: {shown}{more}"
-
-
 @dataclass(frozen=True)
 class ImportCounts:
     created: int
@@ -62,50 +58,50 @@ class ImportCounts:
         return self.created + self.skipped
 
 
-def text_normalise(text: str) -> str:
-    """NFC, whitespace runs collapsed to one space, ends stripped: what content_hash sees of a text."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
-
-
 def note_content_hash(*, origin: str, icd_code: str, text: str) -> str:
-    """sha256 over origin, code and normalised text; the source file and split are deliberately left out."""
-    payload = "\x1f".join((origin, icd_code.strip().upper(), text_normalise(text)))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    """The one content hash of a note (imports, generated notes, edits): origin, code and normalised text
+    (core.text.content_hash); the source file and split are deliberately left out."""
+    return content_hash(origin, icd_code.strip().upper(), text)
 
 
-def icd_code_clean(raw: object) -> str:
-    """Upper-cased, stripped ICD-10 code; ValueError when it is not one (letter, two digits, optional .x)."""
-    code = str(raw or "").strip().upper()
-    if not ICD10_CODE.match(code):
-        raise ValueError(f"not an ICD-10 code: {raw!r}")
-    return code
+@transaction.atomic
+def note_text_revise(*, note: Note, text: str, actor: AbstractBaseUser | None, reason: str = "") -> Note:
+    """Give a note a new text as its next version; the old text and its checks are kept as a NoteVersion.
+
+    The new text is checked by the same rules as when it was generated (checks.note_checks_run on the note's
+    provenance: its prompt's inputs, its job's thresholds, every real note, BERTScore when configured). The
+    caller holds the note's row lock; the review state and the audit record are the caller's.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise ValidationError("The edited text is empty.")
+    if text == note.text.replace("\r\n", "\n").replace("\r", "\n").strip():
+        raise ValidationError("The text is unchanged; nothing to save.")
+    metadata = dict(note.metadata or {})
+    NoteVersion.objects.create(note=note, version=note.version, text=note.text, checks=metadata.get("checks") or {},
+                               edited_by=actor, edit_reason=reason.strip())
+    metadata["checks"] = note_checks_run(text=text, language=note.language, provenance=metadata,
+                                         real_notes=memorisation_index_load(), scorer=bert_scorer_configured())
+    fields = {"metadata": metadata, "text": text, "version": note.version + 1,
+              "content_hash": note_content_hash(origin=note.origin, icd_code=note.icd_code, text=text)}
+    try:
+        with transaction.atomic():
+            Note.objects.filter(pk=note.pk).update(**fields)
+    except IntegrityError as error:
+        raise ValidationError("Another note of this code already has exactly this text.") from error
+    for name, value in fields.items():
+        setattr(note, name, value)
+    return note
 
 
-def rumedtop3_rows(path: Path) -> Iterator[NoteRow | tuple[int, str]]:
-    """Rows of a RuMedTop3 jsonl file (idx, symptoms, code), or (line, problem) for a bad line."""
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield number, f"not valid JSON ({error.msg})"
-                continue
-            if not isinstance(record, dict):
-                yield number, "not a JSON object"
-                continue
-            missing = [key for key in ("idx", "symptoms", "code") if not str(record.get(key) or "").strip()]
-            if missing:
-                yield number, f"missing or empty field(s): {', '.join(missing)}"
-                continue
-            try:
-                code = icd_code_clean(record["code"])
-            except ValueError as error:
-                yield number, str(error)
-                continue
-            yield NoteRow(line=number, text=str(record["symptoms"]).strip(), icd_code=code,
-                          metadata={"idx": str(record["idx"]), "file": path.name, "line": number})
+def rumedtop3_note_rows(path: Path) -> Iterator[NoteRow | tuple[int, str]]:
+    """The records of a RuMedTop3 jsonl file (core.rumedbench) as notes, or (line, problem) for a bad line."""
+    for record in rumedtop3_rows(path):
+        if isinstance(record, tuple):
+            yield record
+        else:
+            yield NoteRow(line=record.line, text=record.text, icd_code=record.code,
+                          metadata={"idx": record.idx, "file": path.name, "line": record.line})
 
 
 def _optional_float(raw: str) -> float | None:
@@ -173,21 +169,23 @@ def notes_import(
     language: str = Language.RUSSIAN,
     progress: Progress | None = None,
     batch_size: int = 500,
+    actor: AbstractBaseUser | None = None,
 ) -> ImportCounts:
     """Validate every row first, then write all new notes in one transaction; known notes are skipped.
 
-    Raises NoteImportError (with line numbers) before writing anything if any row is bad.
+    Raises InputError (with line numbers) before writing anything if any row is bad. progress gets (rows written,
+    rows); actor is who imported the notes (None: a command), as real_notes_imported tells its receivers.
     """
     parsed = list(rows)
     problems = [item for item in parsed if isinstance(item, tuple)]
     if problems:
-        raise NoteImportError(source, problems)
+        raise InputError(source, problems)
     notes: dict[str, Note] = {}
     for row in parsed:
         digest = note_content_hash(origin=origin, icd_code=row.icd_code, text=row.text)
         notes.setdefault(digest, Note(
-            origin=origin, text=row.text, icd_code=row.icd_code, icd_category=row.icd_code[:3], language=language,
-            source_dataset=source_dataset, split=split, content_hash=digest, metadata=row.metadata,
+            origin=origin, text=row.text, icd_code=row.icd_code, icd_category=icd_category(row.icd_code),
+            language=language, source_dataset=source_dataset, split=split, content_hash=digest, metadata=row.metadata,
         ))
     report = progress or (lambda done, total: None)
     total = len(parsed)
@@ -203,26 +201,80 @@ def notes_import(
             report(min(total, start + len(batch)), total)
         if created and origin == Note.Origin.REAL:
             # Synthetic notes were checked for memorisation against the real notes of then: not against these.
-            Note.objects.filter(origin=Note.Origin.SYNTHETIC, memorisation_checked_version__isnull=False).update(
-                memorisation_checked_version=None)
+            real_notes_imported.send(sender=Note, instance=Note.objects.get(content_hash=new_notes[0].content_hash),
+                                     count=created, actor=actor)
     report(total, total)
     return ImportCounts(created=created, skipped=total - created)
 
 
 def real_notes_import(
-    *, path: Path, split: str, source_dataset: str = "RuMedTop3", progress: Progress | None = None
+    *, path: Path, split: str, source_dataset: str = SOURCE_DATASETS[NoteImportJob.Kind.RUMEDTOP3],
+    progress: Progress | None = None, actor: AbstractBaseUser | None = None,
 ) -> ImportCounts:
     """Import a RuMedTop3 jsonl file (idx, symptoms, code) as real Russian notes of one split."""
-    return notes_import(rows=rumedtop3_rows(path), source=str(path), origin=Note.Origin.REAL,
-                        source_dataset=source_dataset, split=split, progress=progress)
+    return notes_import(rows=rumedtop3_note_rows(path), source=str(path), origin=Note.Origin.REAL,
+                        source_dataset=source_dataset, split=split, progress=progress, actor=actor)
 
 
 def medsyn_csv_import(
-    *, path: Path, source_dataset: str = "MedSyn", progress: Progress | None = None
+    *, path: Path, source_dataset: str = SOURCE_DATASETS[NoteImportJob.Kind.MEDSYN_CSV],
+    progress: Progress | None = None,
 ) -> ImportCounts:
     """Import a CSV in the MedSyn release layout as synthetic notes; every column is kept in metadata."""
     return notes_import(rows=medsyn_csv_rows(path), source=str(path), origin=Note.Origin.SYNTHETIC,
                         source_dataset=source_dataset, progress=progress)
+
+
+def do_import_notes(*, job: NoteImportJob, progress: Progress | None = None) -> ImportCounts | None:
+    """Run a note import job, all or nothing: the notes, the job's outcome and its audit record (IMPORT_NOTES, by
+    whoever created the job) commit together, while the progress in rows is visible as it goes (ProgressRecorder)
+    and passed on to progress (a command's bar).
+
+    Returns None when the job had already finished (a redelivered task). When the file has problems, the job
+    fails with them by line and InputError is raised.
+    """
+    if not job.mark_running():
+        return None
+    try:
+        with ProgressRecorder(job, also=progress) as recorder, transaction.atomic():
+            if job.kind == NoteImportJob.Kind.RUMEDTOP3:
+                counts = real_notes_import(path=job.source_file, split=job.split, source_dataset=job.source_dataset,
+                                           progress=recorder, actor=job.created_by)
+            else:
+                counts = medsyn_csv_import(path=job.source_file, source_dataset=job.source_dataset, progress=recorder)
+            # The last progress write is behind us: the job row is this transaction's from here on.
+            job.mark_finished(JobStatus.DONE, created=counts.created, skipped=counts.skipped,
+                              progress_done=counts.total, progress_total=counts.total)
+            audit_write(actor=job.created_by, action=AuditEvent.IMPORT_NOTES, obj=job, from_state=JobStatus.RUNNING,
+                        to_state=job.status, extra={"kind": job.kind, "file": job.original_name, "split": job.split,
+                                                    "source_dataset": job.source_dataset, "created": counts.created,
+                                                    "skipped": counts.skipped})
+    except InputError as error:
+        job.mark_finished(JobStatus.FAILED, error=str(error), errors=error.report())
+        raise
+    except Exception as error:  # shown on the job page; nothing was written (one transaction)
+        job.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        raise
+    return counts
+
+
+def note_import_upload(*, kind: str, split: str, upload: UploadedFile, actor: AbstractBaseUser) -> NoteImportJob:
+    """An uploaded notes file as an import job, sent to the "default" worker queue once it is committed."""
+    from .tasks import run_note_import
+
+    job = NoteImportJob.objects.create(kind=kind, split=split if kind == NoteImportJob.Kind.RUMEDTOP3 else "",
+                                       source_dataset=SOURCE_DATASETS[kind], upload=upload,
+                                       original_name=upload.name[:255], created_by=actor)
+    transaction.on_commit(lambda: run_note_import.apply_async(args=[job.pk], queue="default"))
+    return job
+
+
+def note_import_file(*, kind: str, path: Path, split: str = "", source_dataset: str = "",
+                     progress: Progress | None = None) -> ImportCounts:
+    """Import a notes file on the server now (the import commands), recorded as an import job like an upload."""
+    job = NoteImportJob.objects.create(kind=kind, split=split, source_dataset=source_dataset or SOURCE_DATASETS[kind],
+                                       file_path=str(path.resolve()), original_name=path.name[:255])
+    return do_import_notes(job=job, progress=progress)
 
 
 def model_config_default_ensure() -> ModelConfig:

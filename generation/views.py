@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from graph.store import GraphUnavailable
 from medsyn_site.access import permission_view
+from medsyn_site.core.progress import poll_response
 
 from . import selectors
-from .forms import JobForm
+from .enrichment import do_review_symptom_proposals, do_start_symptom_extraction
+from .forms import JobForm, NoteImportForm
 from .jobs import do_cancel_job, do_create_job, do_resume_job, job_plan_preview
-from .models import GenerationJob, ModelConfig, Note, PromptTemplate
-from .planning import PlanError
+from .models import GenerationJob, ModelConfig, Note, NoteImportJob, PromptTemplate, SymptomProposal
+from .services import note_import_upload
 
 RUN_GENERATION = "medsyn_site.run_generation"
 
@@ -45,14 +47,12 @@ def new(request: HttpRequest) -> HttpResponse:
         try:
             if request.POST.get("action") == "launch":
                 job = do_create_job(request=plan_request, model_config=form.cleaned_data["model_config"],
-                                    user=request.user, budget_cap=form.cleaned_data["budget_cap"])
+                                    actor=request.user, budget_cap=form.cleaned_data["budget_cap"])
                 messages.success(request, _("Job %(id)s launched.") % {"id": job.pk})
                 return redirect("generation:job", pk=job.pk)
             context["plan"] = job_plan_preview(plan_request)
-        except PlanError as error:
-            context["plan_error"] = str(error)
-        except PromptTemplate.DoesNotExist:
-            context["plan_error"] = _("No prompt template for this variant and language.")
+        except ValidationError as error:  # the plan cannot be made (PlanError), or no template for it
+            context["plan_error"] = " ".join(error.messages)
         except GraphUnavailable as error:
             context["plan_error"] = _("The knowledge graph is unavailable: %(error)s") % {"error": error}
     template = "generation/_plan_preview.html" if request.htmx else "generation/new.html"
@@ -64,24 +64,27 @@ def job(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(GenerationJob.objects.select_related("model_config", "prompt_template"), pk=pk)
     context = {"job": job, "errors": selectors.generation_job_errors(job=job)[:200]}
     if request.htmx:
-        response = render(request, "generation/_job_status.html", context)
-        if job.finished:
-            return HttpResponseStopPolling(response.content)
-        return response
+        return poll_response(render(request, "generation/_job_status.html", context), finished=job.finished)
     return render(request, "generation/job.html", context)
 
 
 @require_POST
 @_generation
 def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    do_cancel_job(job=get_object_or_404(GenerationJob, pk=pk))
+    try:
+        do_cancel_job(job=get_object_or_404(GenerationJob, pk=pk), actor=request.user)
+    except ValidationError as error:  # finished meanwhile
+        messages.error(request, " ".join(error.messages))
     return redirect("generation:job", pk=pk)
 
 
 @require_POST
 @_generation
 def job_resume(request: HttpRequest, pk: int) -> HttpResponse:
-    do_resume_job(job=get_object_or_404(GenerationJob, pk=pk))
+    try:
+        do_resume_job(job=get_object_or_404(GenerationJob, pk=pk), actor=request.user)
+    except ValidationError as error:  # still running
+        messages.error(request, " ".join(error.messages))
     return redirect("generation:job", pk=pk)
 
 
@@ -109,33 +112,26 @@ def note(request: HttpRequest, pk: int) -> HttpResponse:
 @_generation
 def enrichment(request: HttpRequest) -> HttpResponse:
     """Start an LLM symptom-extraction job; accept or reject its proposed HAS_SYMPTOM edges."""
-    from .enrichment import do_review_symptom_proposals
-    from .jobs import queue_for
-    from .models import SymptomProposal
-    from .tasks import run_symptom_extraction
-
     if request.method == "POST":
         action = request.POST.get("action")
-        if action == "extract":
-            config = get_object_or_404(ModelConfig, pk=request.POST.get("model_config"))
-            categories = [c.strip().upper() for c in request.POST.get("categories", "").split(",") if c.strip()]
-            if not categories:
-                messages.error(request, _("Name at least one ICD-10 category."))
-            else:
-                run_symptom_extraction.apply_async(args=[config.pk, categories, 20], queue=queue_for(config))
+        try:
+            if action == "extract":
+                config = get_object_or_404(ModelConfig, pk=request.POST.get("model_config"))
+                do_start_symptom_extraction(actor=request.user, model_config=config,
+                                            categories=request.POST.get("categories", "").split(","))
                 messages.success(request, _("Symptom extraction started; proposals appear here as notes are read."))
-        elif action in ("accept", "reject"):
-            chosen = list(SymptomProposal.objects.filter(pk__in=request.POST.getlist("proposal")))
-            try:
+            elif action in ("accept", "reject"):
+                chosen = list(SymptomProposal.objects.filter(pk__in=request.POST.getlist("proposal")))
                 done = do_review_symptom_proposals(actor=request.user, proposals=chosen, accept=action == "accept")
                 messages.success(request, _("%(n)s proposals reviewed.") % {"n": done})
-            except GraphUnavailable:
-                messages.error(request, _("The graph database is unavailable; nothing was changed."))
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        except GraphUnavailable:
+            messages.error(request, _("The graph database is unavailable; nothing was changed."))
         return redirect("generation:enrichment")
-    proposals = SymptomProposal.objects.filter(status=SymptomProposal.Status.PROPOSED)[:500]
-    reviewed = SymptomProposal.objects.exclude(status=SymptomProposal.Status.PROPOSED).order_by("-reviewed_at")[:50]
     return render(request, "generation/enrichment.html", {
-        "proposals": proposals, "reviewed": reviewed, "configs": ModelConfig.objects.order_by("name")})
+        "proposals": selectors.symptom_proposals_pending(), "reviewed": selectors.symptom_proposals_reviewed(),
+        "configs": ModelConfig.objects.order_by("name")})
 
 
 _manage_graph = permission_view("medsyn_site.manage_graph")
@@ -144,26 +140,18 @@ _manage_graph = permission_view("medsyn_site.manage_graph")
 @_manage_graph
 def note_import(request: HttpRequest) -> HttpResponse:
     """Admins upload a notes file; a Celery job validates and imports it all or nothing."""
-    from .forms import NoteImportForm
-    from .models import NoteImportJob
-    from .tasks import run_note_import
-
     form = NoteImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        upload = form.cleaned_data["upload"]
-        job = NoteImportJob.objects.create(kind=form.cleaned_data["kind"], split=form.cleaned_data["split"],
-                                           upload=upload, original_name=upload.name[:255], created_by=request.user)
-        run_note_import.apply_async(args=[job.pk], queue="default")
+        job = note_import_upload(kind=form.cleaned_data["kind"], split=form.cleaned_data["split"],
+                                 upload=form.cleaned_data["upload"], actor=request.user)
         return redirect("generation:note_import_job", pk=job.pk)
-    return render(request, "generation/note_import.html", {"form": form, "jobs": NoteImportJob.objects.all()[:20]})
+    return render(request, "generation/note_import.html", {"form": form, "jobs": selectors.note_import_jobs_recent()})
 
 
 @_manage_graph
 def note_import_job(request: HttpRequest, pk: int) -> HttpResponse:
-    from .models import NoteImportJob
-
     job = get_object_or_404(NoteImportJob, pk=pk)
     if request.htmx:
-        response = render(request, "generation/_note_import_status.html", {"job": job})
-        return HttpResponseStopPolling(response.content) if job.finished else response
+        return poll_response(render(request, "generation/_note_import_status.html", {"job": job}),
+                             finished=job.finished)
     return render(request, "generation/note_import_job.html", {"job": job})

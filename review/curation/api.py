@@ -4,7 +4,7 @@ Views validate input and call one service or selector; errors map to responses i
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
@@ -15,10 +15,18 @@ from generation.models import Note
 from medsyn_site.core.api import HasPerm
 
 from .forms import CurationFilterForm
-from .models import ScanJob
+from .models import NoteCuration, ScanJob
 from .scans import do_start_scan
-from .selectors import curation_notes
-from .services import bulk_preview, do_bulk_transition_notes, do_edit_note, do_override_note_flag, do_transition_note
+from .selectors import curation_notes, note_curation
+from .services import (
+    BULK_ACTIONS,
+    TRANSITIONS,
+    bulk_preview,
+    do_bulk_transition_notes,
+    do_edit_note,
+    do_override_note_flag,
+    do_transition_note,
+)
 
 CanCurate = HasPerm.of("curate_notes")
 
@@ -31,17 +39,29 @@ def filters_from_request(data) -> dict:
     return form.filters()
 
 
-class CurationNoteSerializer(serializers.ModelSerializer):
+class NoteCurationSerializer(serializers.ModelSerializer):
     flagged = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = NoteCuration
+        fields = ["state", "reason", "flagged", "near_duplicate_of", "duplicate_jaccard", "duplicates_checked_version",
+                  "memorised", "memorisation_real_note", "memorisation_ngram", "memorisation_score",
+                  "memorisation_checked_version", "flag_override"]
+
+
+class CurationNoteSerializer(serializers.ModelSerializer):
+    curation = serializers.SerializerMethodField()
     recall = serializers.FloatField(read_only=True, allow_null=True)
     detectability = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = Note
-        fields = ["id", "icd_code", "text", "version", "review_state", "review_reason", "metadata", "flagged",
-                  "near_duplicate_of", "duplicate_jaccard", "memorised", "memorisation_real_note",
-                  "memorisation_ngram", "memorisation_score", "memorisation_checked_version", "flag_override",
-                  "recall", "detectability"]
+        fields = ["id", "icd_code", "text", "version", "metadata", "curation", "recall", "detectability"]
+
+    @extend_schema_field(NoteCurationSerializer)
+    def get_curation(self, note: Note) -> dict:
+        """The review state and flags; a note never curated nor scanned is generated, unflagged and unchecked."""
+        return NoteCurationSerializer(note_curation(note)).data
 
 
 class CurationQueueView(ListAPIView):
@@ -56,8 +76,7 @@ class CurationQueueView(ListAPIView):
 
 
 class ActionSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=["submit", "approve", "reject", "request_edit", "reopen", "edit",
-                                              "override"])
+    action = serializers.ChoiceField(choices=[*TRANSITIONS, "edit", "override"])
     reason = serializers.CharField(required=False, allow_blank=True, default="")
     text = serializers.CharField(required=False, allow_blank=True, default="")
 
@@ -83,7 +102,7 @@ class NoteActionView(APIView):
 
 
 class BulkSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=["submit", "approve", "reject", "reopen"])
+    action = serializers.ChoiceField(choices=BULK_ACTIONS)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
     filters = serializers.DictField(required=False, default=dict)
     expected = serializers.IntegerField(required=False, min_value=0,
@@ -115,8 +134,8 @@ class ScanSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ScanJob
-        fields = ["id", "kind", "status", "total", "processed", "percent", "flagged", "error", "created_at",
-                  "finished_at"]
+        fields = ["id", "kind", "status", "progress_done", "progress_total", "percent", "flagged", "error",
+                  "created_at", "started_at", "finished_at"]
 
 
 class ScanStartView(APIView):

@@ -3,7 +3,9 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from generation.models import PromptTemplate, ReviewState
+from generation.models import PromptTemplate
+
+from .models import ReviewState
 
 
 class CurationFilterForm(forms.Form):
@@ -12,7 +14,8 @@ class CurationFilterForm(forms.Form):
     FLAGS = [("", _("Any")), ("flagged", _("Flagged (near duplicate or memorised)")),
              ("duplicate", _("Near duplicate")), ("memorised", _("Memorised real note")),
              ("overridden", _("Flag overridden")), ("clean", _("Not flagged")),
-             ("unchecked", _("Not yet checked for memorisation"))]
+             ("unchecked", _("Not yet scanned at this version (memorisation or near duplicates)")),
+             ("releasable", _("Approved and releasable")), ("held_back", _("Approved but held back from releases"))]
     SORTS = [("id", _("Oldest first")), ("-id", _("Newest first")), ("code", _("ICD-10 code")),
              ("recall", _("Symptom recall, lowest first")), ("-recall", _("Symptom recall, highest first")),
              ("-memorisation", _("Memorisation, highest first")), ("-detectability", _("Detectability, highest first")),

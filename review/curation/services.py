@@ -1,5 +1,6 @@
 """Curation of synthetic notes: every change of a note's review state, text or release flags is one do_* action
-that checks the change is allowed and writes its audit record in the same transaction (STYLE.md).
+that checks the change is allowed and writes its audit record in the same transaction (STYLE.md). Every writer of a
+note's curation (these actions and the scans) locks the note's row first, then reads or creates its NoteCuration.
 
     generated --submit--> pending_review --approve--> approved
                                          --reject---> rejected     (reason required)
@@ -18,17 +19,18 @@ import re
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils.safestring import SafeString, mark_safe
 
-from generation.checks import note_check
-from generation.models import Note, NoteVersion, ReviewState
-from generation.services import note_content_hash
+from generation.models import Note
+from generation.services import note_text_revise
 from medsyn_site.core.audit import audit_record, audit_write, audit_write_many
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.models import AuditEvent
+
+from .models import NoteCuration, ReviewState
+from .selectors import note_curation, notes_in_states
 
 S = ReviewState
 
@@ -72,77 +74,71 @@ def transition_check(note: Note, action: str, reason: str = "") -> Transition:
         raise TransitionError(f"Unknown curation action {action!r}; expected one of {', '.join(TRANSITIONS)}.")
     if note.origin != Note.Origin.SYNTHETIC:
         raise TransitionError(f"Note {note.pk} is a real note; only synthetic notes are curated.")
-    if note.review_state not in transition.sources:
+    state = note_curation(note).state
+    if state not in transition.sources:
         allowed = " or ".join(_state_label(s).lower() for s in sorted(transition.sources))
         raise TransitionError(f"Cannot {transition.label.lower()} note {note.pk}: it is "
-                              f"{_state_label(note.review_state).lower()}, and only a note that is {allowed} can be.")
+                              f"{_state_label(state).lower()}, and only a note that is {allowed} can be.")
     if transition.reason_required and not reason.strip():
         raise TransitionError(f"{transition.label}: a reason is required.")
     return transition
 
 
-def _locked(note: Note) -> Note:
-    return Note.objects.select_for_update().get(pk=note.pk)
+def _locked(note: Note) -> tuple[Note, NoteCuration]:
+    """The note, locked, with its curation row (created on the first action)."""
+    note = Note.objects.select_for_update().get(pk=note.pk)
+    curation, _created = NoteCuration.objects.get_or_create(note=note)
+    note.curation = curation
+    return note, curation
 
 
 @transaction.atomic
 def do_transition_note(*, actor: AbstractBaseUser, note: Note, action: str, reason: str = "") -> Note:
     """Move one note along the lifecycle (TRANSITIONS), with its audit record."""
-    note = _locked(note)
+    note, curation = _locked(note)
     transition = transition_check(note, action, reason)
-    from_state = note.review_state
-    note.review_state = transition.target
-    note.review_reason = reason.strip()
-    note.save(update_fields=["review_state", "review_reason"])
-    audit_write(actor=actor, action=transition.event, obj=note, from_state=from_state, to_state=note.review_state,
-                reason=note.review_reason, extra={"version": note.version})
+    from_state = curation.state
+    curation.state = transition.target
+    curation.reason = reason.strip()
+    curation.save(update_fields=["state", "reason"])
+    audit_write(actor=actor, action=transition.event, obj=note, from_state=from_state, to_state=curation.state,
+                reason=curation.reason, extra={"version": note.version})
     return note
+
+
+def _checks_void(curation: NoteCuration) -> None:
+    """Forget both scans' results and any override: they were about another text."""
+    curation.near_duplicate_of = None
+    curation.duplicate_jaccard = None
+    curation.duplicates_checked_version = None
+    curation.memorisation_real_note = None
+    curation.memorisation_ngram = curation.memorisation_score = None
+    curation.memorised = False
+    curation.memorisation_checked_version = None
+    curation.flag_override = False
 
 
 @transaction.atomic
 def do_edit_note(*, actor: AbstractBaseUser, note: Note, text: str, reason: str = "") -> Note:
-    """Replace the text with a new version (the old one is kept in NoteVersion) and send it back to review.
+    """Replace the text with a new version (generation.services.note_text_revise keeps the old one and runs the
+    automatic checks again) and send it back to review.
 
-    The automatic checks are run again on the new text; the scans' flags are cleared until the next scan,
-    so an edit can never carry a real note into a release unchecked.
+    Both scans' flags and checks are voided until the next scans, and an override with them: an edit can never
+    carry a real note or a near duplicate into a release unchecked.
     """
-    note = _locked(note)
+    note, curation = _locked(note)
     if note.origin != Note.Origin.SYNTHETIC:
         raise TransitionError(f"Note {note.pk} is a real note; only synthetic notes are edited.")
-    if note.review_state not in EDITABLE_STATES:
-        raise TransitionError(f"Cannot edit note {note.pk}: it is {_state_label(note.review_state).lower()}; "
+    if curation.state not in EDITABLE_STATES:
+        raise TransitionError(f"Cannot edit note {note.pk}: it is {_state_label(curation.state).lower()}; "
                               "only a note pending review or needing an edit can be edited (reopen it first).")
-    text = text.replace("\r\n", "\n").strip()
-    if not text:
-        raise ValidationError("The edited text is empty.")
-    if text == note.text.strip():
-        raise ValidationError("The text is unchanged; nothing to save.")
-    meta = dict(note.metadata or {})
-    NoteVersion.objects.create(note=note, version=note.version, text=note.text, checks=meta.get("checks") or {},
-                               edited_by=actor, edit_reason=reason.strip())
-    from_state = note.review_state
-    inputs = meta.get("symptoms") or []
-    meta["checks"] = note_check(text, language=note.language, symptoms=inputs if isinstance(inputs, list) else [],
-                                example=meta.get("example_text") or "").as_dict()
-    note.metadata = meta
-    note.text = text
-    note.version += 1
-    note.content_hash = note_content_hash(origin=note.origin, icd_code=note.icd_code, text=text)
-    note.review_state = S.PENDING_REVIEW
-    note.review_reason = ""
-    note.near_duplicate_of = None
-    note.duplicate_jaccard = None
-    note.memorisation_real_note = None
-    note.memorisation_ngram = note.memorisation_score = None
-    note.memorised = False
-    note.memorisation_checked_version = None
-    note.flag_override = False
-    try:
-        with transaction.atomic():
-            note.save()
-    except IntegrityError as error:
-        raise ValidationError("Another note of this code already has exactly this text.") from error
-    audit_write(actor=actor, action=AuditEvent.EDIT_NOTE, obj=note, from_state=from_state, to_state=note.review_state,
+    note = note_text_revise(note=note, text=text, actor=actor, reason=reason)
+    from_state = curation.state
+    curation.state = S.PENDING_REVIEW
+    curation.reason = ""
+    _checks_void(curation)
+    curation.save()
+    audit_write(actor=actor, action=AuditEvent.EDIT_NOTE, obj=note, from_state=from_state, to_state=curation.state,
                 reason=reason.strip(), extra={"version": note.version, "previous_version": note.version - 1})
     return note
 
@@ -150,19 +146,19 @@ def do_edit_note(*, actor: AbstractBaseUser, note: Note, text: str, reason: str 
 @transaction.atomic
 def do_override_note_flag(*, actor: AbstractBaseUser, note: Note, reason: str) -> Note:
     """Let a flagged note (near duplicate or memorised) into releases: a deliberate, explained decision."""
-    note = _locked(note)
-    if not note.flagged:
+    note, curation = _locked(note)
+    if not curation.flagged:
         raise TransitionError(f"Note {note.pk} is not flagged; there is nothing to override.")
-    if note.flag_override:
+    if curation.flag_override:
         raise TransitionError(f"Note {note.pk} is already released from its flag.")
     if not reason.strip():
         raise TransitionError("Overriding a flag needs a reason.")
-    note.flag_override = True
-    note.save(update_fields=["flag_override"])
+    curation.flag_override = True
+    curation.save(update_fields=["flag_override"])
     audit_write(actor=actor, action=AuditEvent.OVERRIDE_NOTE_FLAG, obj=note, reason=reason.strip(), extra={
-        "near_duplicate_of": note.near_duplicate_of_id, "memorised": note.memorised,
-        "memorisation_real_note": note.memorisation_real_note_id, "memorisation_ngram": note.memorisation_ngram,
-        "version": note.version})
+        "near_duplicate_of": curation.near_duplicate_of_id, "memorised": curation.memorised,
+        "memorisation_real_note": curation.memorisation_real_note_id,
+        "memorisation_ngram": curation.memorisation_ngram, "version": note.version})
     return note
 
 
@@ -181,9 +177,8 @@ def bulk_preview(*, notes: QuerySet[Note], action: str) -> BulkPreview:
     transition = TRANSITIONS.get(action)
     if transition is None or action not in BULK_ACTIONS:
         raise TransitionError(f"Bulk action must be one of {', '.join(BULK_ACTIONS)}.")
-    synthetic = notes.filter(origin=Note.Origin.SYNTHETIC)
-    return BulkPreview(matching=notes.count(), eligible=synthetic.filter(review_state__in=transition.sources).count(),
-                       action=action)
+    eligible = notes_in_states(notes.filter(origin=Note.Origin.SYNTHETIC), transition.sources)
+    return BulkPreview(matching=notes.count(), eligible=eligible.count(), action=action)
 
 
 @transaction.atomic
@@ -198,22 +193,21 @@ def do_bulk_transition_notes(*, actor: AbstractBaseUser, notes: QuerySet[Note], 
     transition = TRANSITIONS[action]
     if transition.reason_required and not reason.strip():
         raise TransitionError(f"{transition.label}: a reason is required.")
-    ids = list(notes.filter(origin=Note.Origin.SYNTHETIC, review_state__in=transition.sources)
+    ids = list(notes_in_states(notes.filter(origin=Note.Origin.SYNTHETIC), transition.sources)
                .values_list("id", flat=True))  # the queue's queryset aggregates; rows are locked by id
-    eligible = list(Note.objects.filter(pk__in=ids, review_state__in=transition.sources)
-                    .select_for_update().order_by("id"))
+    locked = list(Note.objects.filter(pk__in=ids).select_for_update().only("id", "version").order_by("id"))
+    states = dict(NoteCuration.objects.filter(note__in=locked).values_list("note_id", "state"))  # read once locked
+    eligible = [note for note in locked if states.get(note.pk, S.GENERATED) in transition.sources]
     if len(eligible) != expected or preview.eligible != expected:
         raise TransitionError(f"The filter now selects {len(eligible)} notes for this action, not the {expected} "
                               "of the preview; preview again.")
-    from_states = {}
-    for note in eligible:
-        from_states[note.pk] = note.review_state
-        note.review_state = transition.target
-        note.review_reason = reason.strip()
-    Note.objects.bulk_update(eligible, ["review_state", "review_reason"], batch_size=1000)
-    audit_write_many(audit_record(actor=actor, action=transition.event, obj=note, from_state=from_states[note.pk],
-                                  to_state=transition.target, reason=reason.strip(),
-                                  extra={"version": note.version, "bulk": True}) for note in eligible)
+    reason = reason.strip()
+    NoteCuration.objects.bulk_create(
+        [NoteCuration(note=note, state=transition.target, reason=reason) for note in eligible],
+        update_conflicts=True, unique_fields=["note"], update_fields=["state", "reason"], batch_size=1000)
+    audit_write_many(audit_record(actor=actor, action=transition.event, obj=note,
+                                  from_state=states.get(note.pk, S.GENERATED), to_state=transition.target,
+                                  reason=reason, extra={"version": note.version, "bulk": True}) for note in eligible)
     return len(eligible)
 
 

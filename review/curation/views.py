@@ -20,7 +20,7 @@ from medsyn_site.core.progress import poll_response
 from .forms import CurationFilterForm, NoteEditForm, filter_form_bound, filter_form_filters
 from .models import ScanJob
 from .scans import do_start_scan
-from .selectors import curation_notes
+from .selectors import curation_notes, note_curation, release_blockers
 from .services import (
     BULK_ACTIONS,
     EDITABLE_STATES,
@@ -51,7 +51,8 @@ def curation(request: HttpRequest) -> HttpResponse:
     form = filter_form_bound(data)
     notes = curation_notes(filters=filter_form_filters(form), sort=form.cleaned_data.get("sort") or "id")
     page = Paginator(notes, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"form": form, "page": page, "query": _query(form)}
+    context = {"form": form, "page": page, "rows": [(note, note_curation(note)) for note in page],
+               "query": _query(form)}
     if request.htmx and request.htmx.target == "queue":
         return render(request, "review/curation/_curation_queue.html", context)
     context.update(bulk_actions=[TRANSITIONS[a] for a in BULK_ACTIONS],
@@ -61,6 +62,7 @@ def curation(request: HttpRequest) -> HttpResponse:
 
 def _note_context(note: Note) -> dict:
     meta = note.metadata or {}
+    curation = note_curation(note)
     versions = list(note.versions.all())
     texts = [v.text for v in versions] + [note.text]
     diffs = [(versions[i], text_diff_html(texts[i], texts[i + 1])) for i in range(len(versions))]
@@ -70,11 +72,12 @@ def _note_context(note: Note) -> dict:
         "symptoms": "; ".join(symptoms) if isinstance(symptoms, list) else str(symptoms),
         "variant": meta.get("prompt_variant") or meta.get("prior") or "",  # prior: notes imported from a MedSyn CSV
         "example_text": meta.get("example_text") or meta.get("anamnesis") or "",
-        "note": note, "meta": meta, "checks": meta.get("checks") or {},
-        "actions": [t for t in TRANSITIONS.values() if note.review_state in t.sources],
-        "editable": note.review_state in EDITABLE_STATES, "diffs": diffs,
+        "note": note, "curation": curation, "meta": meta, "checks": meta.get("checks") or {},
+        "actions": [t for t in TRANSITIONS.values() if curation.state in t.sources],
+        "editable": curation.state in EDITABLE_STATES, "diffs": diffs,
         "example_note": Note.objects.filter(pk=example_id).first() if isinstance(example_id, int) else None,
-        "real_copy": note.memorisation_real_note if note.memorised else None,
+        "real_copy": curation.memorisation_real_note if curation.memorised else None,
+        "release_blockers": release_blockers(note),
         "audit": audit_trail(note)[:50],
         "edit_form": NoteEditForm(initial={"text": note.text}),
     }
@@ -82,7 +85,7 @@ def _note_context(note: Note) -> dict:
 
 @_curate
 def curation_note(request: HttpRequest, pk: int) -> HttpResponse:
-    note = get_object_or_404(Note, pk=pk, origin=Note.Origin.SYNTHETIC)
+    note = get_object_or_404(Note.objects.select_related("curation"), pk=pk, origin=Note.Origin.SYNTHETIC)
     template = "review/curation/_curation_note.html" if request.htmx else "review/curation/curation_note.html"
     return render(request, template, _note_context(note))
 
@@ -92,10 +95,10 @@ def _note_response(request: HttpRequest, note: Note, error: str = "") -> HttpRes
         if not request.htmx:
             messages.error(request, error)
     elif not request.htmx:
-        messages.success(request, _("Note %(id)s is now %(state)s.") % {"id": note.pk,
-                                                                        "state": note.get_review_state_display()})
+        messages.success(request, _("Note %(id)s is now %(state)s.") % {
+            "id": note.pk, "state": note_curation(note).get_state_display()})
     if request.htmx:
-        context = _note_context(Note.objects.get(pk=note.pk))
+        context = _note_context(Note.objects.select_related("curation").get(pk=note.pk))
         context["error"] = error
         response = render(request, "review/curation/_curation_note.html", context)  # htmx swaps 2xx only
         response["HX-Trigger"] = "curation-changed"

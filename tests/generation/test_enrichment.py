@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
-from generation.enrichment import do_review_symptom_proposals, enrichment_run, symptoms_parse
+from generation.enrichment import (
+    do_review_symptom_proposals,
+    do_start_symptom_extraction,
+    enrichment_run,
+    symptoms_parse,
+)
 from generation.models import ModelConfig, SymptomProposal
+from generation.tasks import run_symptom_extraction
+from medsyn_site.core.audit import audit_trail
+from medsyn_site.core.models import AuditEvent, AuditRecord
 
 
 def test_symptoms_parse_keeps_symptoms_only():
@@ -46,9 +55,40 @@ def test_extraction_then_review_publishes_only_accepted_edges(api_config, openai
     statuses = dict(SymptomProposal.objects.values_list("symptom_key", "status"))
     assert statuses == {"кашель": "accepted", "осиплость голоса": "accepted", "чихание": "rejected"}
     assert SymptomProposal.objects.get(symptom_key="кашель").graph_version
-    # Reviewing again changes nothing.
+    records = {r.object_id: r for r in AuditRecord.objects.filter(object_type="SymptomProposal")}
+    assert {proposals[key].symptom_key: (r.actor, r.action, r.from_state, r.to_state)
+            for key, r in ((p.symptom_key, records[str(p.pk)]) for p in proposals.values())} == {
+        "чихание": (researcher, AuditEvent.REJECT_SYMPTOM_PROPOSAL, "proposed", "rejected"),
+        "кашель": (researcher, AuditEvent.ACCEPT_SYMPTOM_PROPOSAL, "proposed", "accepted"),
+        "осиплость голоса": (researcher, AuditEvent.ACCEPT_SYMPTOM_PROPOSAL, "proposed", "accepted")}
+    cough = records[str(proposals["кашель"].pk)].extra
+    assert cough == {"category": "J06", "symptom": "кашель", "support": 3,
+                     "graph_version": SymptomProposal.objects.get(symptom_key="кашель").graph_version}
+    # Reviewing again changes nothing and records nothing.
     assert do_review_symptom_proposals(actor=researcher, proposals=list(SymptomProposal.objects.all()),
                                        accept=True) == 0
+    assert AuditRecord.objects.filter(object_type="SymptomProposal").count() == 3
+
+
+def test_starting_an_extraction_is_audited_and_queued_once_committed(api_config, make_user, monkeypatch, client,
+                                                                    django_capture_on_commit_callbacks):
+    sent = []
+    monkeypatch.setattr(run_symptom_extraction, "apply_async", lambda args, queue: sent.append((args, queue)))
+    researcher = make_user("researcher")
+    with django_capture_on_commit_callbacks(execute=True):
+        chosen = do_start_symptom_extraction(actor=researcher, model_config=api_config, categories=[" m54", "J06", ""])
+    assert chosen == ["J06", "M54"] and sent == [([api_config.pk, ["J06", "M54"], 20], "api")]
+    [record] = audit_trail(api_config)
+    assert (record.actor, record.action, record.extra) == (
+        researcher, AuditEvent.START_SYMPTOM_EXTRACTION, {"categories": ["J06", "M54"], "notes_per_category": 20})
+
+    client.force_login(researcher)
+    for categories, message in (("J06.9, кашель", "Not ICD-10 categories (a letter and two digits): J06.9, кашель."),
+                                (" , ", "Name at least one ICD-10 category.")):
+        page = client.post(reverse("generation:enrichment"), {"action": "extract", "model_config": api_config.pk,
+                                                             "categories": categories}, follow=True)
+        assert message in page.content.decode()
+    assert len(sent) == 1 and audit_trail(api_config).count() == 1
 
 
 def test_failed_calls_are_counted_not_fatal(api_config, openai_server, real_notes):

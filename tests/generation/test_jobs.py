@@ -10,10 +10,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from generation import jobs
+from generation.api import PlanRequestSerializer
 from generation.backends.base import GenerationResult
+from generation.forms import JobForm
 from generation.jobs import PlanRequest, do_cancel_job, do_create_job, do_resume_job, job_execute, job_plan_preview
-from generation.models import GenerationJob, ModelConfig, Note
+from generation.models import GenerationJob, ModelConfig, Note, PromptTemplate
 from generation.services import prompt_templates_ensure
+from graph.store import GraphUnavailable
+from medsyn_site.core.audit import audit_trail
+from medsyn_site.core.errors import StateConflict
+from medsyn_site.core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -61,9 +67,9 @@ def _item_view(job: GenerationJob) -> list[tuple]:
 
 
 def test_same_seed_gives_the_same_plan_and_prompts(tiny_graph, real_notes, api_config):
-    first = do_create_job(request=_request(), model_config=api_config, enqueue=False)
-    second = do_create_job(request=_request(), model_config=api_config, enqueue=False)
-    other = do_create_job(request=_request(seed=18), model_config=api_config, enqueue=False)
+    first = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
+    second = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
+    other = do_create_job(request=_request(seed=18), model_config=api_config, actor=None, enqueue=False)
     assert first.planned == 6 and len(_item_view(first)) == 6
     assert _item_view(first) == _item_view(second)
     assert _item_view(first) != _item_view(other)
@@ -83,7 +89,7 @@ def test_plan_preview_rows(tiny_graph, real_notes):
 def test_job_runs_every_item_once_with_provenance_and_checks(tiny_graph, real_notes, api_config, monkeypatch):
     backend = FakeBackend()
     monkeypatch.setattr(jobs, "backend_for", lambda config: backend)
-    job = do_create_job(request=_request(temperature=0.3), model_config=api_config, enqueue=False)
+    job = do_create_job(request=_request(temperature=0.3), model_config=api_config, actor=None, enqueue=False)
     job_execute(job.pk)
     job.refresh_from_db()
     assert (job.status, job.ok, job.failed, job.skipped) == ("done", 6, 0, 0)
@@ -99,6 +105,7 @@ def test_job_runs_every_item_once_with_provenance_and_checks(tiny_graph, real_no
                                        "version": 1}
     assert meta["prompt"]["user"] == item.prompt_user and meta["symptoms"] == item.symptoms
     assert meta["example_note_id"] == item.example_note_id and meta["example_text"] == item.example_text
+    assert meta["prompt_inputs"] == ["symptoms", "example"] and meta["check_thresholds"]["symptom_recall_min"] == 0.65
     assert meta["graph_version"] == job.graph_version and meta["seed"] == 17
     assert meta["tokens"] == {"prompt": 10, "completion": 20} and meta["latency_s"] == 0.01
     assert "symptom_recall" in meta["checks"]["scores"] and isinstance(meta["checks"]["passed"], bool)
@@ -109,24 +116,26 @@ def test_job_runs_every_item_once_with_provenance_and_checks(tiny_graph, real_no
 
 
 def test_failures_duplicates_and_resume(tiny_graph, real_notes, api_config, monkeypatch, client, make_user):
-    job = do_create_job(request=_request(), model_config=api_config, enqueue=False)
+    job = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
     keys = list(job.items.order_by("index").values_list("pk", flat=True))
     monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend(fail_keys=frozenset({str(keys[0])})))
     job_execute(job.pk)
     job.refresh_from_db()
     assert (job.status, job.ok, job.failed) == ("done", 5, 1)
+    assert (job.progress_done, job.progress_total, job.percent) == (6, 6, 100)
     assert job.items.get(index=0).error == "injected failure"
     client.force_login(make_user("researcher"))
     page = client.get(reverse("generation:job", kwargs={"pk": job.pk})).content.decode()
     assert 'data-testid="item-errors"' in page and "injected failure" in page and 'data-testid="resume"' in page
     monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend())
     monkeypatch.setattr(jobs, "job_enqueue", lambda job: None)
-    do_resume_job(job=job)
+    resumed = do_resume_job(job=job, actor=None)
+    assert (resumed.status, resumed.failed, resumed.progress_done, resumed.percent) == ("queued", 0, 5, 83)
     job_execute(job.pk)
     job.refresh_from_db()
-    assert (job.status, job.ok, job.failed) == ("done", 6, 0)
+    assert (job.status, job.ok, job.failed, job.progress_done) == ("done", 6, 0, 6)
 
-    same_text = do_create_job(request=_request(seed=99), model_config=api_config, enqueue=False)
+    same_text = do_create_job(request=_request(seed=99), model_config=api_config, actor=None, enqueue=False)
     monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend(text=NOTE_TEXT.format(i="same")))
     job_execute(same_text.pk)
     same_text.refresh_from_db()
@@ -135,7 +144,7 @@ def test_failures_duplicates_and_resume(tiny_graph, real_notes, api_config, monk
 
 
 def test_nothing_ran_means_failed(tiny_graph, real_notes, api_config, monkeypatch):
-    job = do_create_job(request=_request(), model_config=api_config, enqueue=False)
+    job = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
     keys = frozenset(str(pk) for pk in job.items.values_list("pk", flat=True))
     monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend(fail_keys=keys))
     job_execute(job.pk)
@@ -144,19 +153,21 @@ def test_nothing_ran_means_failed(tiny_graph, real_notes, api_config, monkeypatc
 
 
 def test_cancel_between_batches_and_budget_cap(tiny_graph, real_notes, api_config, monkeypatch):
-    job = do_create_job(request=_request(), model_config=api_config, enqueue=False)
+    job = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
     monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend(
-        on_batch=lambda n: do_cancel_job(job=job) if n == 1 else None))
+        on_batch=lambda n: do_cancel_job(job=job, actor=None) if n == 1 else None))
     job_execute(job.pk)
     job.refresh_from_db()
     assert job.status == "cancelled" and job.ok == 2 and job.items.filter(status="pending").count() == 4
+    assert (job.progress_done, job.percent) == (2, 33)
 
-    capped = do_create_job(request=_request(), model_config=api_config, enqueue=False, budget_cap=Decimal("0.05"))
+    capped = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False,
+                           budget_cap=Decimal("0.05"))
     monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend(cost=0.01))
     job_execute(capped.pk)
     capped.refresh_from_db()
     assert capped.status == "done" and capped.ok == 4 and capped.cost == Decimal("0.04")
-    assert capped.skipped == 2 and "budget cap" in capped.error
+    assert capped.skipped == 2 and "budget cap" in capped.error and capped.progress_done == 6
 
 
 def test_views_need_the_permission(client, make_user):
@@ -222,7 +233,8 @@ def test_api_plan_job_cancel_resume_and_notes(client, make_user, tiny_graph, rea
 
 
 def test_nul_characters_are_dropped_and_long_prompts_skipped(tiny_graph, real_notes, api_config, monkeypatch):
-    job = do_create_job(request=_request(budget=2, categories=["J06"]), model_config=api_config, enqueue=False)
+    job = do_create_job(request=_request(budget=2, categories=["J06"]), model_config=api_config, actor=None,
+                        enqueue=False)
     monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend(text="Кашель\x00 и насморк у пациента."))
     job_execute(job.pk)
     job.refresh_from_db()
@@ -231,16 +243,165 @@ def test_nul_characters_are_dropped_and_long_prompts_skipped(tiny_graph, real_no
 
     Note.objects.filter(origin="real").update(text="слово " * 1300)
     long_job = do_create_job(request=_request(budget=2, categories=["J06"], min_words=1), model_config=api_config,
-                             enqueue=False)
+                             actor=None, enqueue=False)
     assert long_job.skipped == 2 and "prompt too long" in long_job.items.first().error
 
 
 def test_resume_refuses_a_live_job_and_accepts_a_stalled_one(tiny_graph, real_notes, api_config, monkeypatch):
     sent = []
     monkeypatch.setattr(jobs, "job_enqueue", lambda job: sent.append(job.pk))
-    job = do_create_job(request=_request(), model_config=api_config, enqueue=False)
+    job = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
     GenerationJob.objects.filter(pk=job.pk).update(status="running")
-    assert do_resume_job(job=job).status == "running" and sent == []
+    with pytest.raises(StateConflict, match="still running"):
+        do_resume_job(job=job, actor=None)
+    assert sent == []
     GenerationJob.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(minutes=6))
     job.refresh_from_db()
-    assert job.stalled and do_resume_job(job=job).status == "queued" and sent == [job.pk]
+    assert job.stalled and do_resume_job(job=job, actor=None).status == "queued" and sent == [job.pk]
+
+
+def test_provenance_records_only_what_the_prompt_contained(tiny_graph, real_notes, api_config, monkeypatch):
+    monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend())
+    job = do_create_job(request=_request(variant="symptoms", budget=2, categories=["J06"]), model_config=api_config,
+                        actor=None, enqueue=False)
+    job_execute(job.pk)
+    item = job.items.get(index=0)
+    meta = item.note.metadata
+    assert meta["prompt_variant"] == "symptoms" and meta["prompt_inputs"] == ["symptoms"]
+    assert meta["example_note_id"] is None and meta["example_text"] == ""
+    assert meta["symptoms"] == item.symptoms and all(symptom in item.prompt_user for symptom in item.symptoms)
+    assert not {"example_precision", "example_jaccard"} & set(meta["checks"]["scores"])
+
+    code = do_create_job(request=_request(variant="code", budget=1, categories=["J06"], seed=3),
+                         model_config=api_config, actor=None, enqueue=False)
+    job_execute(code.pk)
+    meta = code.items.get(index=0).note.metadata
+    assert meta["prompt_inputs"] == ["code"] and meta["symptoms"] == [] and meta["example_text"] == ""
+    assert "symptom_recall" not in meta["checks"]["scores"]
+
+
+def test_create_cancel_and_resume_write_their_audit_records(tiny_graph, real_notes, api_config, monkeypatch,
+                                                            make_user):
+    monkeypatch.setattr(jobs, "job_enqueue", lambda job: None)
+    researcher = make_user("researcher")
+    job = do_create_job(request=_request(), model_config=api_config, actor=researcher)
+    do_cancel_job(job=job, actor=researcher)
+    with pytest.raises(StateConflict, match="already finished"):
+        do_cancel_job(job=job, actor=researcher)
+    do_resume_job(job=job, actor=researcher)
+
+    resumed, cancelled, created = audit_trail(job)
+    assert [(r.actor, r.action, r.from_state, r.to_state) for r in (created, cancelled, resumed)] == [
+        (researcher, AuditEvent.CREATE_GENERATION_JOB, "", "queued"),
+        (researcher, AuditEvent.CANCEL_GENERATION_JOB, "queued", "cancelled"),
+        (researcher, AuditEvent.RESUME_GENERATION_JOB, "cancelled", "queued")]
+    assert (created.object_type, created.object_id) == ("GenerationJob", str(job.pk))
+    assert created.extra["planned"] == 6 and created.extra["model_config"] == "fake-api"
+    assert resumed.extra == {"retried": 0}
+
+
+def test_api_refuses_actions_the_job_state_does_not_allow(client, make_user, tiny_graph, real_notes, api_config,
+                                                         monkeypatch):
+    monkeypatch.setattr(jobs, "job_enqueue", lambda job: None)
+    client.force_login(make_user("researcher"))
+    job = do_create_job(request=_request(), model_config=api_config, actor=None)
+    live = client.post(f"/api/generation/jobs/{job.pk}/resume/")
+    assert live.status_code == 409 and "still queued" in live.json()["detail"]
+    assert client.post(f"/api/generation/jobs/{job.pk}/cancel/").status_code == 200
+    again = client.post(f"/api/generation/jobs/{job.pk}/cancel/")
+    assert again.status_code == 409 and "already finished" in again.json()["detail"]
+    page = client.post(reverse("generation:job_cancel", kwargs={"pk": job.pk}), follow=True).content.decode()
+    assert "already finished (Cancelled): nothing to cancel" in page
+    assert [r.action for r in audit_trail(job)] == [AuditEvent.CANCEL_GENERATION_JOB, AuditEvent.CREATE_GENERATION_JOB]
+
+
+def test_plan_and_template_problems_are_bad_requests_and_form_messages(client, make_user, tiny_graph, real_notes,
+                                                                       api_config):
+    client.force_login(make_user("researcher"))
+    unknown = client.post("/api/generation/plans/", {"categories": ["Z99"], "budget": 1},
+                          content_type="application/json")
+    assert unknown.status_code == 400 and unknown.json() == {"detail": "categories not in the graph: Z99"}
+    form = {**_form_data({**GOOD_PLAN, "categories": ["Z99"]}, api_config), "action": "preview"}
+    preview = client.post(reverse("generation:new"), form, HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-testid="plan-error"' in preview and "categories not in the graph: Z99" in preview
+
+    PromptTemplate.objects.filter(variant="code").delete()
+    body = {**GOOD_PLAN, "variant": "code", "model_config": "fake-api"}
+    missing = client.post("/api/generation/jobs/", body, content_type="application/json")
+    assert missing.status_code == 400
+    assert missing.json() == {"detail": "No prompt template for the variant code in the language ru."}
+    launch = {**_form_data({**GOOD_PLAN, "variant": "code"}, api_config), "action": "launch"}
+    page = client.post(reverse("generation:new"), launch).content.decode()
+    assert "No prompt template for the variant code in the language ru." in page
+    assert not GenerationJob.objects.exists()
+
+
+GOOD_PLAN = {"categories": ["J06", "I10"], "budget": 4, "allocation": "uniform", "symptom_mode": "uniform",
+             "variant": "symptoms_example", "language": "ru", "seed": 5, "min_words": 30}
+
+
+def _form_data(plan: dict, config: ModelConfig) -> dict:
+    """A plan as the job form's fields write it: codes and CODE=N pairs as text."""
+    counts = plan.get("explicit_counts") or plan.get("overrides") or {}
+    data = {name: value for name, value in plan.items() if name not in ("explicit_counts", "overrides")}
+    data.update(categories=", ".join(plan.get("categories", [])), model_config=config.pk,
+                counts=", ".join(f"{code}={count}" for code, count in counts.items()))
+    return data
+
+
+@pytest.mark.parametrize(("change", "form_field", "api_field"), [
+    ({"max_new_tokens": 10**9}, "max_new_tokens", "max_new_tokens"),
+    ({"max_new_tokens": 0}, "max_new_tokens", "max_new_tokens"),
+    ({"temperature": 2.5}, "temperature", "temperature"),
+    ({"top_p": 1.5}, "top_p", "top_p"),
+    ({"seed": 2**70}, "seed", "seed"),
+    ({"seed": -(2**63) - 1}, "seed", "seed"),
+    ({"budget": 0}, "budget", "budget"),
+    ({"budget": 100_001}, "budget", "budget"),
+    ({"min_words": 0}, "min_words", "min_words"),
+    ({"categories": ["J06", "кашель"]}, "categories", "categories"),
+    ({"allocation": "explicit", "explicit_counts": {"J06": 10**9}}, "counts", "explicit_counts"),
+    ({"allocation": "explicit", "explicit_counts": {"J06": 60_000, "I10": 60_000}}, "counts", "explicit_counts"),
+    ({"overrides": {"J06": 10**9}}, "counts", "overrides"),
+    ({"overrides": {"J6": 1}}, "counts", "overrides"),
+    ({"overrides": {"J06.9": 1}}, "counts", "overrides"),
+    ({"overrides": {"J06": -1}}, "counts", "overrides"),
+])
+def test_the_job_form_and_the_api_refuse_the_same_plans(client, make_user, api_config, change, form_field,
+                                                        api_field):
+    plan = {**GOOD_PLAN, **change}
+    form = JobForm(data=_form_data(plan, api_config))
+    assert not form.is_valid() and form_field in form.errors, form.errors
+    client.force_login(make_user("researcher"))
+    job = {**plan, "model_config": "fake-api"}
+    for url, body in (("/api/generation/plans/", plan), ("/api/generation/jobs/", job)):
+        response = client.post(url, body, content_type="application/json")
+        assert response.status_code == 400 and api_field in response.json(), (url, response.content)
+    assert not GenerationJob.objects.exists()
+
+
+def test_the_job_form_and_the_api_read_a_plan_the_same_way(api_config):
+    plan = {**GOOD_PLAN, "categories": ["j06.9", "I10"], "overrides": {"j06": 3}, "max_new_tokens": 4096,
+            "temperature": 0, "top_p": 1, "seed": 2**63 - 1}
+    form = JobForm(data=_form_data(plan, api_config))
+    assert form.is_valid(), form.errors
+    serializer = PlanRequestSerializer(data=plan)
+    assert serializer.is_valid(), serializer.errors
+    assert form.plan_request() == serializer.validated_data["plan_request"] == PlanRequest(
+        categories=["I10", "J06"], budget=4, allocation="uniform", overrides={"J06": 3}, seed=2**63 - 1,
+        temperature=0.0, top_p=1.0, max_new_tokens=4096)
+
+
+def test_a_graph_that_is_down_is_a_503_from_the_api_and_a_message_on_the_page(client, make_user, api_config,
+                                                                             monkeypatch):
+    def graph_down():
+        raise GraphUnavailable("connection refused")
+
+    monkeypatch.setattr(jobs, "get_graph_store", graph_down)
+    client.force_login(make_user("researcher"))
+    response = client.post("/api/generation/plans/", GOOD_PLAN, content_type="application/json")
+    assert response.status_code == 503 and response.json()["component"] == "graph"
+    form = {**_form_data(GOOD_PLAN, api_config), "action": "preview"}
+    preview = client.post(reverse("generation:new"), form, HTTP_HX_REQUEST="true")
+    assert preview.status_code == 200
+    assert "The knowledge graph is unavailable: connection refused" in preview.content.decode()

@@ -24,15 +24,15 @@ def job_wait(job: GenerationJob, *, timeout: float = 90, until=None) -> Generati
         if (until or (lambda j: j.finished))(job):
             return job
         time.sleep(0.2)
-    raise AssertionError(f"job {job.pk} still {job.status} after {timeout} s ({job.processed}/{job.planned})")
+    raise AssertionError(f"job {job.pk} still {job.status} after {timeout} s ({job.progress_done}/{job.planned})")
 
 
 def test_local_model_job_on_the_gpu_worker(celery_workers, tiny_graph, real_notes, tiny_model_config):
     prompt_templates_ensure()
     job = do_create_job(request=PlanRequest(categories=["J06", "I10"], budget=5, allocation="uniform", seed=3),
-                        model_config=tiny_model_config)
+                        model_config=tiny_model_config, actor=None)
     job = job_wait(job)
-    assert job.status == "done" and job.processed == 5 and job.ok >= 4
+    assert job.status == "done" and job.progress_done == 5 and job.ok >= 4
     assert job.prompt_tokens > 0 and job.completion_tokens > 0 and job.started_at and job.finished_at
     notes = Note.objects.filter(metadata__job_id=job.pk)
     assert notes.count() == job.ok
@@ -62,7 +62,7 @@ def test_api_model_job_with_injected_faults(celery_workers, tiny_graph, real_not
     # 2 gets a malformed body (not retried: the item fails); 3 succeeds at once.
     openai_server.script(("status", 429), ("status", 500), ("ok",), ("sleep", 1.5), ("ok",), ("malformed",))
     job = do_create_job(request=PlanRequest(categories=["J06"], budget=4, allocation="uniform", seed=1),
-                        model_config=config)
+                        model_config=config, actor=None)
     job = job_wait(job)
     items = {item.index: item for item in job.items.all()}
     assert (job.status, job.ok, job.failed) == ("done", 3, 1), [(i.status, i.attempts, i.error) for i in items.values()]
@@ -76,7 +76,7 @@ def test_api_model_job_with_injected_faults(celery_workers, tiny_graph, real_not
 
     openai_server.persistent_status = 500
     broken = do_create_job(request=PlanRequest(categories=["J06"], budget=2, allocation="uniform", seed=2),
-                           model_config=config)
+                           model_config=config, actor=None)
     broken = job_wait(broken)
     assert (broken.status, broken.ok, broken.failed) == ("failed", 0, 2)
     assert all("gave up after 3 attempt(s): HTTP 500" in item.error for item in broken.items.all())
@@ -87,11 +87,11 @@ def test_gpu_worker_killed_mid_job_ends_with_exactly_the_planned_notes(celery_wo
     prompt_templates_ensure()
     ModelConfig.objects.filter(pk=tiny_model_config.pk).update(batch_size=1, max_new_tokens=48)
     job = do_create_job(request=PlanRequest(categories=["J06", "I10"], budget=40, allocation="uniform", seed=11),
-                        model_config=tiny_model_config)
-    job = job_wait(job, until=lambda j: j.processed >= 3)
+                        model_config=tiny_model_config, actor=None)
+    job = job_wait(job, until=lambda j: j.progress_done >= 3)
     celery_workers.kill("gpu", signal.SIGKILL)
     job.refresh_from_db()
-    at_kill = job.processed
+    at_kill = job.progress_done
     assert job.status == "running" and at_kill < job.planned, "the job finished before the kill; make it longer"
     # Redis gives an unacknowledged message back once it is older than the visibility timeout: the restarted
     # worker uses a short one (10 s) and restores the killed worker's message when it starts.
@@ -101,7 +101,7 @@ def test_gpu_worker_killed_mid_job_ends_with_exactly_the_planned_notes(celery_wo
     celery_workers.start("gpu")
     celery_workers.wait_ready("gpu")
     job = job_wait(job, timeout=120)
-    assert job.status == "done" and job.processed == job.planned == 40
+    assert job.status == "done" and job.progress_done == job.planned == 40
     assert job.items.filter(status="pending").count() == 0
     notes = Note.objects.filter(metadata__job_id=job.pk)
     assert notes.count() == job.ok == job.items.filter(status="done").count()

@@ -10,17 +10,22 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from generation.models import ModelConfig, Note, PromptTemplate
+from generation import jobs
+from generation.backends.base import GenerationResult
+from generation.checks import note_check
+from generation.jobs import PlanRequest, do_create_job, job_execute
+from generation.models import ModelConfig, Note, NoteVersion, PromptTemplate
 from generation.prompts import DEFAULT_TEMPLATES
 from generation.selectors import prompt_template_current, prompt_template_versions
 from generation.services import (
-    NoteImportError,
     medsyn_csv_import,
     note_content_hash,
+    note_text_revise,
     prompt_template_revise,
     prompt_templates_ensure,
     real_notes_import,
 )
+from medsyn_site.core.errors import InputError
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +56,7 @@ def test_a_malformed_line_is_reported_by_number_and_nothing_is_written(tmp_path,
     broken = tmp_path / "broken.jsonl"
     broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    with pytest.raises(NoteImportError) as caught:
+    with pytest.raises(InputError) as caught:
         real_notes_import(path=broken, split="train")
 
     assert [line for line, _ in caught.value.problems] == [3, 7]
@@ -113,7 +118,7 @@ def test_medsyn_csv_with_a_missing_column_is_refused(tmp_path, medsyn_csv_file):
     broken = tmp_path / "broken.csv"
     broken.write_text("\n".join([header.replace(",response,", ",answer,"), *rest]), encoding="utf-8")
 
-    with pytest.raises(NoteImportError, match="line 1: missing column"):
+    with pytest.raises(InputError, match="line 1: missing column"):
         medsyn_csv_import(path=broken)
 
 
@@ -184,3 +189,96 @@ def test_editing_a_template_in_the_admin_saves_a_new_version(client, make_user):
     assert [(t.version, t.is_current) for t in versions] == [(2, True), (1, False)]
     assert versions[1].user_text == original.user_text
     assert versions[0].user_text == "Пациент — {sex}, {age}, диагноз «{disease}»."
+
+
+class _OneTextBackend:
+    """A backend that answers every prompt with the same text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def generate(self, requests):
+        return [GenerationResult(key=r.key, text=self.text, prompt_tokens=1, completion_tokens=1, latency_s=0.0)
+                for r in requests]
+
+
+REVISE_NOTE = ("Пациент жалуется на сильный кашель, насморк и боль в горле, лихорадку до тридцати девяти градусов, "
+               "слабость и потливость в течение недели, ухудшение по вечерам.")
+
+
+def _generated_note(monkeypatch, *, variant: str = "symptoms_example", checks: dict | None = None) -> Note:
+    config = ModelConfig.objects.create(name=f"fake-{variant}", backend=ModelConfig.Backend.OPENAI,
+                                        api_model="gpt-test", base_url="http://127.0.0.1:9/v1")
+    monkeypatch.setattr(jobs, "backend_for", lambda config: _OneTextBackend(REVISE_NOTE))
+    job = do_create_job(request=PlanRequest(categories=["J06"], budget=1, allocation="uniform", variant=variant,
+                                            checks=checks or {}), model_config=config, actor=None,
+                        enqueue=False)
+    job_execute(job.pk)
+    return job.items.get().note
+
+
+def test_revising_a_note_keeps_the_old_version_and_rechecks_with_the_jobs_thresholds(
+        tiny_graph, real_notes, monkeypatch, make_user):
+    prompt_templates_ensure()
+    note = _generated_note(monkeypatch, checks={"words_max": 30})
+    generated_checks = note.metadata["checks"]
+    assert generated_checks["passed"] and note.metadata["check_thresholds"]["words_max"] == 30
+    curator = make_user("curator")
+    longer = REVISE_NOTE + "\nКонтакт с больными отрицает, аллергии нет, хронических заболеваний не отмечает."
+    assert note_check(longer, symptoms=note.metadata["symptoms"]).passed  # the default thresholds pass it
+
+    revised = note_text_revise(note=note, text=longer.replace("\n", "\r\n") + "\r\n", actor=curator,
+                               reason="Дополнен")
+
+    revised.refresh_from_db()
+    assert (revised.version, revised.text) == (2, longer)
+    assert revised.content_hash == note_content_hash(origin="synthetic", icd_code=revised.icd_code, text=longer)
+    assert revised.metadata["checks"]["reasons"] == ["too long: 34 words (maximum 30)"]
+    assert revised.metadata["checks"]["scores"]["symptom_recall"] == 1.0
+    kept = NoteVersion.objects.get(note=note)
+    assert (kept.version, kept.text, kept.edited_by, kept.edit_reason) == (1, REVISE_NOTE, curator, "Дополнен")
+    assert kept.checks == generated_checks
+
+
+def test_revising_checks_only_the_prompts_inputs_its_wording_and_the_real_notes(
+        tiny_graph, real_notes, monkeypatch, make_user):
+    prompt_templates_ensure()
+    note = _generated_note(monkeypatch, variant="symptoms")
+    curator = make_user("curator")
+    # A note kept from before prompt_inputs were recorded carried the plan's example although its prompt had none.
+    example = "Пациентка жалуется на головную боль и тошноту по утрам, слабость, снижение аппетита, плохой сон."
+    Note.objects.filter(pk=note.pk).update(metadata={**note.metadata, "example_text": example})
+    note.refresh_from_db()
+
+    copied = note_text_revise(note=note, text=example + " Болеет неделю, лечилась травами.", actor=curator)
+    assert copied.metadata["prompt_inputs"] == ["symptoms"]
+    assert "example_precision" not in copied.metadata["checks"]["scores"]
+    assert not any("example" in reason for reason in copied.metadata["checks"]["reasons"])
+
+    echo = "Напиши жалобы и анамнез пациента для медицинской карты. " + REVISE_NOTE
+    echoing = note_text_revise(note=note, text=echo, actor=curator)
+    assert any(reason.startswith("prompt echo") for reason in echoing.metadata["checks"]["reasons"])
+
+    real = real_notes[0]
+    memorised = note_text_revise(note=note, text=real.text, actor=curator)
+    assert memorised.metadata["checks"]["scores"]["closest_real_note"] == real.pk
+    assert any(reason.startswith(f"memorised real note {real.pk}") for reason in memorised.metadata["checks"][
+        "reasons"])
+    assert memorised.version == 4 and NoteVersion.objects.filter(note=note).count() == 3
+
+
+def test_revising_refuses_an_empty_unchanged_or_duplicate_text(tiny_graph, real_notes, monkeypatch, make_user):
+    prompt_templates_ensure()
+    note = _generated_note(monkeypatch)
+    curator = make_user("curator")
+    with pytest.raises(ValidationError, match="empty"):
+        note_text_revise(note=note, text=" \r\n ", actor=curator)
+    with pytest.raises(ValidationError, match="unchanged"):
+        note_text_revise(note=note, text=f"  {note.text}\r\n", actor=curator)
+    other = Note.objects.create(origin="synthetic", text="Другой текст заметки.", icd_code=note.icd_code,
+                                icd_category=note.icd_category, source_dataset="test", content_hash=note_content_hash(
+                                    origin="synthetic", icd_code=note.icd_code, text="Другой текст заметки."))
+    with pytest.raises(ValidationError, match="already has exactly this text"):
+        note_text_revise(note=note, text=other.text, actor=curator)
+    note.refresh_from_db()
+    assert (note.version, note.text) == (1, REVISE_NOTE) and not NoteVersion.objects.filter(note=note).exists()

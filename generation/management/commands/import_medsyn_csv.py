@@ -1,8 +1,9 @@
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from generation.services import medsyn_csv_import
+from generation.models import NoteImportJob
+from generation.services import SOURCE_DATASETS
 
 from ._common import import_run
 
@@ -12,9 +13,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--file", type=Path, required=True)
-        parser.add_argument("--dataset", default="MedSyn", help="source data set name stored on each note")
+        parser.add_argument("--dataset", default=SOURCE_DATASETS[NoteImportJob.Kind.MEDSYN_CSV],
+                            help="source data set name stored on each note")
 
     def handle(self, *args, file: Path, dataset: str, **options) -> None:
-        if not file.is_file():
-            raise CommandError(f"{file}: no such file")
-        import_run(self, lambda progress: medsyn_csv_import(path=file, source_dataset=dataset, progress=progress))
+        import_run(self, kind=NoteImportJob.Kind.MEDSYN_CSV, path=file, source_dataset=dataset)

@@ -1,8 +1,9 @@
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from generation.services import real_notes_import
+from generation.models import NoteImportJob
+from generation.services import SOURCE_DATASETS
 
 from ._common import import_run
 
@@ -13,10 +14,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--file", type=Path, required=True)
         parser.add_argument("--split", required=True, choices=["train", "dev", "test"])
-        parser.add_argument("--dataset", default="RuMedTop3", help="source data set name stored on each note")
+        parser.add_argument("--dataset", default=SOURCE_DATASETS[NoteImportJob.Kind.RUMEDTOP3],
+                            help="source data set name stored on each note")
 
     def handle(self, *args, file: Path, split: str, dataset: str, **options) -> None:
-        if not file.is_file():
-            raise CommandError(f"{file}: no such file")
-        import_run(self, lambda progress: real_notes_import(path=file, split=split, source_dataset=dataset,
-                                                           progress=progress))
+        import_run(self, kind=NoteImportJob.Kind.RUMEDTOP3, path=file, split=split, source_dataset=dataset)

@@ -1,15 +1,17 @@
-"""The curation lifecycle: transitions, edits as versions, flag overrides, bulk actions and their audit trail."""
+"""The curation lifecycle: transitions, edits as versions, flag overrides, bulk actions and their audit trail; the one
+definition of releasable; memorisation checks voided by an import of real notes."""
 
 from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
 
-from generation.checks import words
 from generation.models import Note, NoteVersion
-from generation.services import note_content_hash
+from generation.services import NoteRow, note_content_hash, notes_import
 from medsyn_site.core.models import AuditRecord
-from review.curation.selectors import curation_notes
+from medsyn_site.core.text import words
+from review.curation.models import NoteCuration
+from review.curation.selectors import HELD_BACK, curation_notes, held_back_counts, notes_releasable, release_blockers
 from review.curation.services import (
     TRANSITIONS,
     TransitionError,
@@ -20,6 +22,8 @@ from review.curation.services import (
     do_transition_note,
     text_diff_html,
 )
+from review.releases.services import do_create_release, release_preview
+from tests.review.curation.factories import NoteCurationFactory
 
 STATES = ("generated", "pending_review", "approved", "rejected", "needs_edit")
 
@@ -34,16 +38,16 @@ def _audit(note: Note) -> list[tuple]:
 def test_every_action_from_every_state(curation_pool, make_user, state, action):
     curator = make_user("curator")
     note = curation_pool["synthetic"][0]
-    Note.objects.filter(pk=note.pk).update(review_state=state)
+    NoteCurationFactory(note=note, state=state)
     transition = TRANSITIONS[action]
     if state in transition.sources:
         moved = do_transition_note(actor=curator, note=note, action=action, reason="причина")
-        assert moved.review_state == transition.target == Note.objects.get(pk=note.pk).review_state
+        assert moved.curation.state == transition.target == NoteCuration.objects.get(note=note).state
         assert _audit(note) == [(curator.username, f"{action}_note", state, transition.target, "причина")]
     else:
         with pytest.raises(TransitionError, match=f"Cannot {transition.label.lower()} note {note.pk}: it is"):
             do_transition_note(actor=curator, note=note, action=action, reason="причина")
-        assert Note.objects.get(pk=note.pk).review_state == state
+        assert NoteCuration.objects.get(note=note).state == state
         assert _audit(note) == []
 
 
@@ -78,11 +82,16 @@ def test_edit_makes_a_new_version_and_keeps_the_original(curation_pool, make_use
         do_edit_note(actor=curator, note=note, text="новый текст", reason="")
     do_transition_note(actor=curator, note=note, action="submit")
     do_transition_note(actor=curator, note=note, action="request_edit", reason="Убрать возраст")
-    Note.objects.filter(pk=note.pk).update(memorisation_checked_version=1, memorised=True, flag_override=True)
+    NoteCurationFactory(note=note, scanned=True, memorised=True, memorisation_real_note=curation_pool["real"][0],
+                        near_duplicate_of=curation_pool["synthetic"][1], duplicate_jaccard=0.9, flag_override=True)
     edited_text = original.replace("Пациентка 45 лет", "Пациентка")
     edited = do_edit_note(actor=curator, note=note, text=edited_text, reason="Возраст убран")
-    assert (edited.version, edited.text, edited.review_state) == (2, edited_text, "pending_review")
-    assert not edited.memorised and not edited.flag_override and edited.memorisation_checked_version is None
+    curation = NoteCuration.objects.get(note=note)
+    assert (edited.version, edited.text, edited.curation.state) == (2, edited_text, "pending_review")
+    assert Note.objects.get(pk=note.pk).text == edited_text and curation.state == "pending_review"
+    # both scans' flags and checks were about the old text; the override went with them
+    assert not curation.flagged and not curation.flag_override and curation.memorisation_real_note is None
+    assert curation.memorisation_checked_version is None and curation.duplicates_checked_version is None
     # the automatic checks ran again on the new text ("лет" gone; numbers are not words)
     assert edited.metadata["checks"]["scores"]["words"] == len(words(original)) - 1 == len(words(edited_text))
     kept = NoteVersion.objects.get(note=note)
@@ -106,8 +115,8 @@ def test_flag_override_needs_a_flag_and_a_reason(curation_pool, make_user):
     note = curation_pool["synthetic"][2]
     with pytest.raises(TransitionError, match="not flagged"):
         do_override_note_flag(actor=curator, note=note, reason="ok")
-    Note.objects.filter(pk=note.pk).update(memorised=True, memorisation_real_note=curation_pool["real"][2],
-                                           memorisation_ngram=14)
+    NoteCurationFactory(note=note, memorised=True, memorisation_real_note=curation_pool["real"][2],
+                        memorisation_ngram=14)
     with pytest.raises(TransitionError, match="needs a reason"):
         do_override_note_flag(actor=curator, note=note, reason="")
     do_override_note_flag(actor=curator, note=note, reason="Общая фраза, не копия")
@@ -145,7 +154,7 @@ def test_bulk_action_over_a_filter_with_its_preview(curation_pool, make_user):
 
 def test_queue_filters_and_sorts(curation_pool, make_user):
     synthetic = curation_pool["synthetic"]
-    Note.objects.filter(pk=synthetic[4].pk).update(near_duplicate_of=synthetic[0], duplicate_jaccard=0.9)
+    NoteCurationFactory(note=synthetic[4], near_duplicate_of=synthetic[0], duplicate_jaccard=0.9)
     Note.objects.filter(pk=synthetic[5].pk).update(metadata={**synthetic[5].metadata, "checks": {"passed": False}})
     assert curation_notes(filters={"code": "j"}).count() == 2
     assert curation_notes(filters={"job": 2}).count() == 3
@@ -166,3 +175,74 @@ def test_queue_reads_the_recall_of_notes_imported_from_a_medsyn_file(curation_po
                         metadata={"generation_model": "gpt-4", "prior": "symptoms", "symptoms_recall": 0.42})
     assert [round(n.recall, 2) for n in curation_notes(filters={"code": "J02"})] == [0.42]
     assert curation_notes(filters={"recall_max": 0.45}).count() == 1
+
+
+def test_a_note_gets_its_curation_row_on_its_first_action(curation_pool, make_user):
+    note = curation_pool["synthetic"][0]
+    assert not NoteCuration.objects.exists()
+    assert curation_notes(filters={"state": "generated"}).count() == 6  # no row: generated
+    with pytest.raises(TransitionError):
+        do_transition_note(actor=make_user("curator"), note=note, action="approve")
+    assert not NoteCuration.objects.exists()  # a refused action leaves nothing behind
+    do_transition_note(actor=make_user("curator"), note=note, action="submit")
+    assert list(NoteCuration.objects.values_list("note_id", "state")) == [(note.pk, "pending_review")]
+    assert curation_notes(filters={"state": "generated"}).count() == 5
+
+
+def test_releasable_has_one_definition(curation_pool, make_user):
+    """Release preview and creation, the queue's filters and the note pane agree on every note."""
+    curator = make_user("curator")
+    synthetic = curation_pool["synthetic"]
+    for note in synthetic[:5]:
+        do_transition_note(actor=curator, note=note, action="submit")
+        do_transition_note(actor=curator, note=note, action="approve")
+    do_transition_note(actor=curator, note=synthetic[5], action="submit")
+    real = curation_pool["real"][0]
+    NoteCurationFactory(note=synthetic[0], scanned=True)
+    NoteCurationFactory(note=synthetic[1], memorisation_checked_version=1)
+    NoteCurationFactory(note=synthetic[3], scanned=True, memorised=True, memorisation_real_note=real)
+    NoteCurationFactory(note=synthetic[4], scanned=True, near_duplicate_of=synthetic[0], flag_override=True)
+    unchecked_memorisation, unchecked_duplicates, memorised, _duplicate = HELD_BACK
+    blockers = {note.pk: release_blockers(Note.objects.get(pk=note.pk)) for note in synthetic}
+    assert blockers == {synthetic[0].pk: [], synthetic[1].pk: [unchecked_duplicates],
+                        synthetic[2].pk: [unchecked_memorisation, unchecked_duplicates],
+                        synthetic[3].pk: [memorised], synthetic[4].pk: [],
+                        synthetic[5].pk: ["not approved (Pending review)"]}
+    everything = curation_notes(filters={})
+    releasable = {synthetic[0].pk, synthetic[4].pk}
+    assert set(notes_releasable(everything).values_list("pk", flat=True)) == releasable
+    assert {n.pk for n in curation_notes(filters={"flag": "releasable"})} == releasable
+    assert {n.pk for n in curation_notes(filters={"flag": "held_back"})} == {n.pk for n in synthetic[1:4]}
+    counts = {unchecked_memorisation: 1, unchecked_duplicates: 1, memorised: 1}  # each under its first reason
+    assert held_back_counts(everything) == counts
+    preview = release_preview(filters={})
+    assert (preview.synthetic, preview.held_back) == (2, counts)
+    release = do_create_release(actor=curator, name="one-definition", filters={}, queue_export=False)
+    assert set(release.notes.values_list("note_id", flat=True)) == releasable
+    assert {n.pk for n in curation_notes(filters={"flag": "unchecked"})} == {synthetic[1].pk, synthetic[2].pk,
+                                                                             synthetic[5].pk}
+
+
+def test_importing_real_notes_voids_every_memorisation_check_with_one_audit_record(curation_pool):
+    synthetic = curation_pool["synthetic"]
+    NoteCurationFactory(note=synthetic[0], scanned=True, state="approved")
+    NoteCurationFactory(note=synthetic[1], scanned=True, memorised=True)
+    notes_import(rows=[NoteRow(line=1, text="Кашель и насморк третий день.", icd_code="J06.9", metadata={})],
+                 source="more.jsonl", origin="synthetic", source_dataset="MedSyn")
+    assert NoteCuration.objects.filter(memorisation_checked_version=1).count() == 2  # synthetic notes: no new reals
+
+    rows = [NoteRow(line=i, text=f"Жалобы на кашель {word} дня.", icd_code="J06.9", metadata={})
+            for i, word in enumerate(("два", "три"), start=1)]
+    notes_import(rows=rows, source="new.jsonl", origin="real", source_dataset="RuMedTop3")
+    assert set(NoteCuration.objects.values_list("memorisation_checked_version", "duplicates_checked_version")) == {
+        (None, 1)}
+    assert _curation_flags(synthetic[1]) == (True, "generated")  # a flag stays: only the check is void
+    record = AuditRecord.objects.get(action="void_memorisation_checks")
+    first = Note.objects.get(origin="real", text="Жалобы на кашель два дня.")
+    assert (record.actor, record.object_type, record.object_id) == (None, "Note", str(first.pk))
+    assert record.extra == {"real_notes_imported": 2, "checks_voided": 2}
+
+
+def _curation_flags(note: Note) -> tuple[bool, str]:
+    curation = NoteCuration.objects.get(note=note)
+    return curation.memorised, curation.state

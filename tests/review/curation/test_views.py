@@ -10,15 +10,21 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from generation.models import Note
-from review.curation.models import ScanJob
+from review.curation.models import NoteCuration, ScanJob
+from review.curation.selectors import note_curation
 from review.curation.services import do_transition_note
 from review.releases.models import Release
 from review.releases.services import do_create_release, release_export_run
+from tests.review.curation.factories import NoteCurationFactory
 
 
 def _submit_all(curator, notes) -> None:
     for note in notes:
         do_transition_note(actor=curator, note=note, action="submit")
+
+
+def _state(note: Note) -> str:
+    return note_curation(Note.objects.get(pk=note.pk)).state
 
 
 @pytest.mark.parametrize(("role", "curation", "releases"), [
@@ -30,7 +36,7 @@ def test_who_reaches_curation_and_releases(client, make_user, curation_pool, rol
     note = curation_pool["synthetic"][0]
     response = client.post(reverse("curation:curation_transition", args=[note.pk, "submit"]))
     assert response.status_code == (302 if curation == 200 else 403)
-    assert Note.objects.get(pk=note.pk).review_state == ("pending_review" if curation == 200 else "generated")
+    assert _state(note) == ("pending_review" if curation == 200 else "generated")
 
 
 def test_note_pane_shows_inputs_scores_and_refusals(client, make_user, curation_pool):
@@ -42,7 +48,13 @@ def test_note_pane_shows_inputs_scores_and_refusals(client, make_user, curation_
     response = client.post(reverse("curation:curation_transition", args=[note.pk, "approve"]), HTTP_HX_REQUEST="true")
     assert "Cannot approve note" in response.content.decode() and response["HX-Trigger"] == "curation-changed"
     assert "held back: not approved (Generated)" in response.content.decode()
-    assert Note.objects.get(pk=note.pk).review_state == "generated"
+    assert _state(note) == "generated"
+    NoteCurationFactory(note=note, state="approved", memorisation_checked_version=1, memorised=True,
+                        memorisation_real_note=curation_pool["real"][0], memorisation_ngram=13)
+    pane = client.get(reverse("curation:curation_note", args=[note.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert "shares a run of 13 words with real note" in pane and 'data-testid="override"' in pane
+    assert ("held back: not checked for near duplicates at the current version (run the near-duplicate scan); "
+            "memorised a real note (flag not overridden)") in pane
 
 
 def test_queue_page_filters(client, make_user, curation_pool):
@@ -72,18 +84,18 @@ def test_api_curation_and_releases(make_user, curation_pool, settings, tmp_path)
     refused = api.post(f"/api/review/curation/notes/{synthetic[1].pk}/actions/", {"action": "reject"}, format="json")
     assert refused.status_code == 409 and "reason is required" in refused.json()["detail"]
     approved = api.post(f"/api/review/curation/notes/{synthetic[1].pk}/actions/", {"action": "approve"}, format="json")
-    assert approved.json()["review_state"] == "approved"
+    assert approved.json()["curation"]["state"] == "approved"
     bad = api.get("/api/review/curation/notes/", {"recall_min": "много"})
     assert bad.status_code == 400 and "recall_min" in bad.json()
-    Note.objects.filter(pk=synthetic[1].pk).update(memorisation_checked_version=1)
+    NoteCurationFactory(note=synthetic[1], scanned=True)
     dry = api.post("/api/review/releases/", {"name": "api-release", "preview": True}, format="json").json()
     assert dry["total"] == 1
     created = api.post("/api/review/releases/", {"name": "api-release", "description": "Через API"}, format="json")
     assert created.status_code == 201 and created.json()["note_count"] == 1
     release_id = created.json()["id"]
     release_export_run(release_id)
-    status = api.get(f"/api/review/releases/{release_id}/").json()
-    assert status["export_status"] == "done" and status["export_progress"] == 100
+    export = api.get(f"/api/review/releases/{release_id}/").json()["export"]
+    assert export["status"] == "done" and export["percent"] == 100
     download = api.get(f"/api/review/releases/{release_id}/files/jsonl/train.jsonl")
     row = json.loads(b"".join(download.streaming_content).decode())
     assert row["response"] == synthetic[1].text and row["note_id"] == synthetic[1].pk
@@ -124,7 +136,7 @@ def test_curator_approves_rejects_and_bulk_approves_in_the_browser(make_user, cu
     page.keyboard.type("Неверная дозировка")
     page.keyboard.press("Enter")
     expect(page.locator("[data-testid=note-state]")).to_have_text("Rejected")
-    assert Note.objects.get(pk=synthetic[1].pk).review_reason == "Неверная дозировка"
+    assert NoteCuration.objects.get(note=synthetic[1]).reason == "Неверная дозировка"
 
     page.fill("#curation-filter input[name=model]", "smollm2")
     page.locator("#curation-filter input[name=model]").press("Enter")
@@ -136,7 +148,7 @@ def test_curator_approves_rejects_and_bulk_approves_in_the_browser(make_user, cu
     page.click("[data-testid=bulk-confirm]")
     expect(page.locator("[data-testid=bulk-done]")).to_have_text("2 notes changed.")
     expect(page.locator("[data-testid=queue-count]")).to_have_text("0 notes")
-    states = dict(Note.objects.filter(origin="synthetic").values_list("pk", "review_state"))
+    states = dict(NoteCuration.objects.values_list("note_id", "state"))
     assert [states[n.pk] for n in synthetic] == ["approved", "rejected", "approved", "pending_review", "approved",
                                                  "pending_review"]
 
@@ -154,10 +166,11 @@ def test_curator_scans_creates_a_release_and_researcher_downloads_it(make_user, 
         do_transition_note(actor=curator, note=note, action="approve")
     live_login(curator.username)
     page.goto(f"{live_server.url}{reverse('curation:curation')}")
-    page.click("[data-testid=scan-start-memorisation]")
-    expect(page.locator("[data-testid=scan-status-memorisation] [data-testid=scan-state]")).to_have_text(
-        "Done", timeout=60000)
-    assert ScanJob.objects.get(kind="memorisation").processed == 6
+    for kind in ("memorisation", "duplicates"):  # a release takes only notes both scans passed
+        page.click(f"[data-testid=scan-start-{kind}]")
+        expect(page.locator(f"[data-testid=scan-status-{kind}] [data-testid=scan-state]")).to_have_text(
+            "Done", timeout=60000)
+        assert ScanJob.objects.get(kind=kind).progress_done == 6
 
     page.click("[data-nav='releases:releases']")
     page.fill("input[name=name]", "medsyn-demo")
@@ -179,7 +192,7 @@ def test_curator_scans_creates_a_release_and_researcher_downloads_it(make_user, 
     assert info.value.suggested_filename == "medsyn-demo-v1-jsonl-train.jsonl"
     assert [r["response"] for r in rows] == list(release.notes.order_by("idx").values_list("text", flat=True))
     assert {r["note_id"] for r in rows} == {n.pk for n in curation_pool["synthetic"][:4]}
-    assert release.export_status == "done" and release.created_by == curator
+    assert release.export.status == "done" and release.created_by == curator
 
 
 def test_release_page_lists_files_and_diff(client, make_user, curation_pool, settings, tmp_path):
@@ -188,7 +201,7 @@ def test_release_page_lists_files_and_diff(client, make_user, curation_pool, set
     for note in curation_pool["synthetic"][:2]:
         do_transition_note(actor=curator, note=note, action="submit")
         do_transition_note(actor=curator, note=note, action="approve")
-        Note.objects.filter(pk=note.pk).update(memorisation_checked_version=1)
+        NoteCurationFactory(note=note, scanned=True)
     first = do_create_release(actor=curator, name="pages", filters={"code": "J06"})
     second = do_create_release(actor=curator, name="pages", filters={})
     release_export_run(second.pk)
@@ -205,8 +218,26 @@ def test_bulk_and_release_refuse_a_filter_they_cannot_read(client, make_user, cu
     response = client.post(reverse("curation:curation_bulk"), {"action": "submit", "recall_min": "много",
                                                              "expected": "6"}, HTTP_HX_REQUEST="true")
     assert "Fix the filter first" in response.content.decode()
-    assert not Note.objects.filter(review_state="pending_review").exists()  # not applied to every note
+    assert not NoteCuration.objects.exists()  # not applied to every note
     preview = client.post(reverse("releases:releases"), {"preview": "1", "code": "J06"}, HTTP_HX_REQUEST="true")
     assert "0 notes would be released" in preview.content.decode()  # no name needed for a preview
     refused = client.post(reverse("releases:releases"), {"name": "x", "licence": "mit", "job": "0"})
     assert refused.status_code == 400 and not Release.objects.exists()
+
+
+def test_scan_status_polls_until_the_scan_has_finished(client, make_user, curation_pool):
+    from review.curation.scans import do_start_scan, scan_run
+
+    client.force_login(make_user("curator"))
+    started = client.post(reverse("curation:scan_start", args=["duplicates"]), HTTP_HX_REQUEST="true")
+    scan = ScanJob.objects.get()
+    assert 'hx-trigger="every 1s"' in started.content.decode() and "Queued" in started.content.decode()
+    assert client.post(reverse("curation:scan_start", args=["everything"])).status_code == 404
+    ScanJob.objects.filter(pk=scan.pk).update(status="running", progress_done=3, progress_total=6)
+    running = client.get(reverse("curation:scan_status", args=[scan.pk]), HTTP_HX_REQUEST="true")
+    assert running.status_code == 200 and "3 of 6 notes" in running.content.decode()
+    assert 'aria-valuenow="50"' in running.content.decode()
+    scan_run(scan.pk)
+    done = client.get(reverse("curation:scan_status", args=[scan.pk]), HTTP_HX_REQUEST="true")
+    assert done.status_code == 286 and "6 of 6 notes" in done.content.decode()  # htmx stops polling
+    assert do_start_scan(actor=None, kind="duplicates", queue=False) != scan
