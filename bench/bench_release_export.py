@@ -36,7 +36,15 @@ def seed(n_notes: int) -> int:
 
     from generation.models import Note
     from generation.services import note_content_hash
+    from review.curation.models import NoteCuration, ReviewState
     from review.releases.services import do_create_release
+
+    def store(notes: list[Note]) -> None:
+        """The notes, approved and passed by both scans at their version (as a release needs them)."""
+        Note.objects.bulk_create(notes)
+        NoteCuration.objects.bulk_create(NoteCuration(note=note, state=ReviewState.APPROVED,
+                                                      memorisation_checked_version=1, duplicates_checked_version=1)
+                                         for note in notes)
 
     rng = random.Random(7)
     started = time.perf_counter()
@@ -47,8 +55,7 @@ def seed(n_notes: int) -> int:
         example = _text(rng, 50)
         batch.append(Note(
             origin="synthetic", text=text, icd_code=code, icd_category=code[:3], source_dataset="bench",
-            content_hash=note_content_hash(origin="synthetic", icd_code=code, text=text),
-            review_state="approved", memorisation_checked_version=1, metadata={
+            content_hash=note_content_hash(origin="synthetic", icd_code=code, text=text), metadata={
                 "job_id": 1 + i % 5, "generation_model": ("gpt-4", "llama-2-7b-lora")[i % 2],
                 "prompt_variant": ("symptoms_example", "symptoms", "code")[i % 3],
                 "symptoms": ["кашель", "слабость", "температура"], "example_text": example,
@@ -58,9 +65,9 @@ def seed(n_notes: int) -> int:
                 "model_config": {"name": "gpt-4", "backend": "openai"},
                 "checks": {"passed": i % 10 != 0, "scores": {"symptom_recall": 0.8, "example_precision": 0.5}}}))
         if len(batch) == 5000:
-            Note.objects.bulk_create(batch)
+            store(batch)
             batch = []
-    Note.objects.bulk_create(batch)
+    store(batch)
     print(f"seeded {n_notes} approved notes in {time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
     release = do_create_release(actor=User.objects.create_user("bench_curator"), name="bench", filters={})
@@ -69,14 +76,15 @@ def seed(n_notes: int) -> int:
 
 
 def child_product(release_id: int) -> None:
-    from review.releases.models import Release
+    from medsyn_site.core.models import JobStatus
+    from review.releases.models import ReleaseExport
     from review.releases.services import release_export_run
 
-    Release.objects.filter(pk=release_id).update(export_status=Release.ExportStatus.QUEUED)
+    ReleaseExport.objects.filter(release_id=release_id).update(status=JobStatus.QUEUED)
     release_export_run(release_id)
-    release = Release.objects.get(pk=release_id)
-    assert release.export_status == "done", release.export_error
-    print(json.dumps({f["path"]: f["bytes"] for f in release.export_files}), file=sys.stderr)
+    export = ReleaseExport.objects.get(release_id=release_id)
+    assert export.status == JobStatus.DONE, export.error
+    print(json.dumps({f["path"]: f["bytes"] for f in export.files}), file=sys.stderr)
 
 
 def child_naive(release_id: int) -> None:

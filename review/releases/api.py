@@ -1,5 +1,6 @@
-"""Release API: create (with a preview), list, status, file download and diff. Views validate input and call one
-service; errors map to responses in core.api."""
+"""Release API: create (with a preview), list, status with the export job, retry of a failed export, file download
+and diff. Views validate input and call one service; errors map to responses in core.api (a release that cannot be
+made: 400; a retry of an export that has not failed: 409)."""
 
 from __future__ import annotations
 
@@ -14,33 +15,47 @@ from rest_framework.views import APIView
 from medsyn_site.core.api import HasPerm
 from review.curation.api import filters_from_request
 
-from .forms import ReleaseCreateForm
-from .models import Release
-from .services import do_create_release, release_diff, release_preview
+from .forms import LICENCES
+from .models import Release, ReleaseExport
+from .services import do_create_release, do_retry_release_export, release_diff, release_preview
 from .views import release_file_response
 
 CanDownload = HasPerm.of("download_releases")
 CanManageReleases = HasPerm.of("manage_releases")
 
 
+class ReleaseExportSerializer(serializers.ModelSerializer):
+    percent = serializers.IntegerField(read_only=True)
+    finished = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ReleaseExport
+        fields = ["status", "finished", "percent", "progress_done", "progress_total", "error", "files", "stats",
+                  "created_at", "started_at", "finished_at"]
+
+
 class ReleaseSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.get_username", default="", read_only=True)
+    export = ReleaseExportSerializer(read_only=True)
 
     class Meta:
         model = Release
         fields = ["id", "name", "version", "description", "licence", "include_real", "real_data_licence", "filters",
-                  "note_count", "content_sha256", "created_by", "created_at", "export_status", "export_progress",
-                  "export_error", "export_files", "export_stats", "exported_at"]
+                  "note_count", "content_sha256", "created_by", "created_at", "export"]
 
 
 class ReleaseCreateSerializer(serializers.Serializer):
     name = serializers.SlugField(max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    licence = serializers.CharField(required=False, default="mit")
+    licence = serializers.ChoiceField(choices=[value for value, _ in LICENCES], required=False, default="mit")
     include_real = serializers.BooleanField(required=False, default=False)
     real_data_licence = serializers.CharField(required=False, allow_blank=True, default="")
     filters = serializers.DictField(required=False, default=dict)
     preview = serializers.BooleanField(required=False, default=False)
+
+
+def _releases():
+    return Release.objects.select_related("created_by", "export")
 
 
 class ReleasesView(APIView):
@@ -51,49 +66,68 @@ class ReleasesView(APIView):
 
     @extend_schema(responses=ReleaseSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(ReleaseSerializer(Release.objects.select_related("created_by"), many=True).data)
+        return Response(ReleaseSerializer(_releases(), many=True).data)
 
     @extend_schema(request=ReleaseCreateSerializer, responses=ReleaseSerializer)
     def post(self, request: Request) -> Response:
         data = ReleaseCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        form = ReleaseCreateForm({**values, "include_real": values["include_real"] or ""})
-        if not form.is_valid():
-            return Response(form.errors.get_json_data(), status=status.HTTP_400_BAD_REQUEST)
         filters = filters_from_request(values["filters"])
         if values["preview"]:
             preview = release_preview(filters=filters, include_real=values["include_real"])
             return Response({"synthetic": preview.synthetic, "real": preview.real, "total": preview.total,
                              "held_back": preview.held_back})
         release = do_create_release(actor=request.user, name=values["name"], filters=filters,
-                                    description=values["description"], licence=form.cleaned_data["licence"],
+                                    description=values["description"], licence=values["licence"],
                                     include_real=values["include_real"], real_data_licence=values["real_data_licence"])
-        return Response(ReleaseSerializer(release).data, status=status.HTTP_201_CREATED)
+        return Response(ReleaseSerializer(_releases().get(pk=release.pk)).data, status=status.HTTP_201_CREATED)
 
 
 class ReleaseView(APIView):
+    """One release with its export job (poll it until export.finished)."""
+
     permission_classes = [CanDownload]
 
     @extend_schema(responses=ReleaseSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(ReleaseSerializer(get_object_or_404(Release, pk=pk)).data)
+        return Response(ReleaseSerializer(get_object_or_404(_releases(), pk=pk)).data)
+
+
+class ReleaseExportRetryView(APIView):
+    """Queue a failed export again (409 when it has not failed)."""
+
+    permission_classes = [CanManageReleases]
+
+    @extend_schema(request=None, responses={202: ReleaseExportSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        export = do_retry_release_export(actor=request.user, release=get_object_or_404(Release, pk=pk))
+        return Response(ReleaseExportSerializer(export).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ReleaseDownloadView(APIView):
-    """One exported file (paths as listed in export_files), as an attachment."""
+    """One exported file (paths as listed in export.files), as an attachment."""
 
     permission_classes = [CanDownload]
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request: Request, pk: int, path: str) -> FileResponse:
-        return release_file_response(get_object_or_404(Release, pk=pk), path)
+        return release_file_response(get_object_or_404(_releases(), pk=pk), path)
+
+
+class ReleaseDiffSerializer(serializers.Serializer):
+    added = serializers.ListField(child=serializers.IntegerField())
+    removed = serializers.ListField(child=serializers.IntegerField())
+    changed = serializers.ListField(child=serializers.IntegerField())
+    unchanged = serializers.IntegerField()
 
 
 class ReleaseDiffView(APIView):
+    """Note ids added, removed and edited from release pk to release other."""
+
     permission_classes = [CanDownload]
 
+    @extend_schema(responses=ReleaseDiffSerializer)
     def get(self, request: Request, pk: int, other: int) -> Response:
         diff = release_diff(get_object_or_404(Release, pk=pk), get_object_or_404(Release, pk=other))
-        return Response({"added": diff.added, "removed": diff.removed, "changed": diff.changed,
-                         "unchanged": diff.unchanged})
+        return Response(ReleaseDiffSerializer(diff).data)

@@ -3,13 +3,15 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+# Hugging Face licence ids a release can carry (the page form and the API offer the same).
+LICENCES = [("mit", "MIT"), ("cc-by-4.0", "CC BY 4.0"), ("cc-by-sa-4.0", "CC BY-SA 4.0"),
+            ("cc-by-nc-4.0", "CC BY-NC 4.0"), ("apache-2.0", "Apache 2.0"), ("other", _("Other"))]
+
 
 class ReleaseCreateForm(forms.Form):
     name = forms.SlugField(label=_("Name"), max_length=100, help_text=_("Letters, digits, - and _ (a folder name)."))
     description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    licence = forms.ChoiceField(label=_("Licence"), choices=[
-        ("mit", "MIT"), ("cc-by-4.0", "CC BY 4.0"), ("cc-by-sa-4.0", "CC BY-SA 4.0"), ("cc-by-nc-4.0", "CC BY-NC 4.0"),
-        ("apache-2.0", "Apache 2.0"), ("other", _("Other"))], initial="mit")
+    licence = forms.ChoiceField(label=_("Licence"), choices=LICENCES, initial="mit")
     include_real = forms.BooleanField(label=_("Include real notes"), required=False,
                                       help_text=_("Real notes go into a release only when this is set and their "
                                                   "licence is given."))

@@ -1,30 +1,24 @@
-"""Releases: named, versioned, immutable snapshots of approved notes and their export.
+"""Releases: named, versioned, immutable snapshots of approved notes, and the export of each.
 
-Tables keep the names they had when review was one app (db_table); database triggers (migration
-review 0002) refuse any change of a sealed release but its export fields.
+Release and ReleaseNote keep the table names they had when review was one app (db_table); database triggers
+(migrations review 0002, releases 0002) refuse any change of a sealed release and of its snapshot rows. The export,
+which does change, is a background job of its own (ReleaseExport).
 """
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.utils.translation import gettext_lazy as _
+
+from medsyn_site.core.models import BackgroundJob
 
 
 class Release(models.Model):
-    """A named, versioned, immutable snapshot of approved notes (its ReleaseNote rows) and its export.
+    """A named, versioned, immutable snapshot of approved notes (its ReleaseNote rows).
 
-    Only the export_* fields ever change after creation; a database trigger refuses any other update.
+    Sealed once content_sha256 is set: a database trigger then refuses any update (but created_by going to NULL when
+    its user is deleted). Its export is `release.export`.
     """
-
-    class ExportStatus(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        RUNNING = "running", _("Running")
-        DONE = "done", _("Done")
-        FAILED = "failed", _("Failed")
-
-    EXPORT_FIELDS = ("export_status", "export_progress", "export_error", "export_files", "export_stats",
-                     "exported_at", "export_folder")
 
     name = models.CharField(max_length=100)
     version = models.PositiveIntegerField()
@@ -37,13 +31,6 @@ class Release(models.Model):
     content_sha256 = models.CharField(max_length=64)  # over (note id, version, text) of every note, in idx order
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
-    export_status = models.CharField(max_length=8, choices=ExportStatus.choices, default=ExportStatus.QUEUED)
-    export_progress = models.PositiveSmallIntegerField(default=0)
-    export_error = models.TextField(blank=True, default="")
-    export_folder = models.CharField(max_length=300, blank=True, default="")  # under RELEASES_DIR
-    export_files = models.JSONField(default=list, blank=True)  # [{path, bytes, sha256}]
-    export_stats = models.JSONField(default=dict, blank=True)
-    exported_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "review_release"
@@ -53,9 +40,20 @@ class Release(models.Model):
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
 
-    @property
-    def export_finished(self) -> bool:
-        return self.export_status in (self.ExportStatus.DONE, self.ExportStatus.FAILED)
+
+class ReleaseExport(BackgroundJob):
+    """The export of a release to a folder under RELEASES_DIR (Parquet, JSONL, CSV, dataset card, SHA256SUMS).
+
+    Progress is in notes. A retry resets this row: one release, one export.
+    """
+
+    release = models.OneToOneField(Release, on_delete=models.PROTECT, related_name="export")
+    folder = models.CharField(max_length=300, blank=True, default="")  # under RELEASES_DIR
+    files = models.JSONField(default=list, blank=True)  # [{path, bytes, sha256}], SHA256SUMS last
+    stats = models.JSONField(default=dict, blank=True)  # the statistics of the dataset card
+
+    def __str__(self) -> str:
+        return f"export of release {self.release_id} ({self.status})"
 
 
 class ReleaseNote(models.Model):

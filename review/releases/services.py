@@ -1,5 +1,5 @@
-"""Dataset releases: an immutable snapshot of approved notes (do_create_release), its export to JSONL, CSV and
-Parquet with a dataset card (release_export_run, in a Celery task) and the diff of two releases."""
+"""Dataset releases: an immutable snapshot of approved notes (do_create_release), its export job writing JSONL, CSV
+and Parquet with a dataset card (release_export_run, in a Celery task) and the diff of two releases."""
 
 from __future__ import annotations
 
@@ -13,20 +13,21 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Avg, Case, Count, F, FloatField, Max, Q, QuerySet, Value, When
-from django.utils import timezone
+from django.db.models import Avg, Case, Count, FloatField, Max, QuerySet, Value, When
 from psycopg.types.json import Jsonb
 
-from generation.models import Note, ReviewState
+from generation.models import Note, PromptTemplate
 from medsyn_site.core.audit import audit_write
+from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.icd10 import icd_chapter
-from medsyn_site.core.models import AuditEvent
-from medsyn_site.core.progress import Progress
+from medsyn_site.core.models import AuditEvent, JobStatus
+from medsyn_site.core.progress import Progress, ProgressRecorder
 from review.assessment.models import Rating
-from review.curation.selectors import FLAGGED, curation_notes
+from review.curation.models import ReviewState
+from review.curation.selectors import curation_notes, held_back_counts, notes_releasable
 
 from .export import ReleaseCard, release_folder_write
-from .models import Release, ReleaseNote
+from .models import Release, ReleaseExport, ReleaseNote
 
 SNAPSHOT_BATCH = 2000
 PRIVATE = "private_data"
@@ -40,11 +41,6 @@ class ReleaseError(ValidationError):
 def release_synthetic_candidates(filters: dict) -> QuerySet[Note]:
     """Approved synthetic notes matching the filters (the state filter is always "approved")."""
     return curation_notes(filters={**filters, "state": ReviewState.APPROVED})
-
-
-def _releasable(notes: QuerySet[Note]) -> QuerySet[Note]:
-    """Memorisation-checked at their current version, and not flagged unless a curator overrode the flag."""
-    return notes.filter(memorisation_checked_version=F("version")).exclude(FLAGGED & Q(flag_override=False))
 
 
 def _real_candidates(filters: dict) -> QuerySet[Note]:
@@ -65,28 +61,30 @@ class ReleasePreview:
         return self.synthetic + self.real
 
 
-def _held_back(approved: QuerySet[Note]) -> dict[str, int]:
-    """Approved notes left out of a release, counted by reason (reasons with none left out are omitted)."""
-    unchecked = approved.exclude(memorisation_checked_version=F("version")).count()
-    checked = approved.filter(memorisation_checked_version=F("version"))
-    held = {
-        "not checked for memorisation at the current version (run the memorisation scan)": unchecked,
-        "memorised a real note (flag not overridden)": checked.filter(memorised=True, flag_override=False).count(),
-        "near duplicate of an earlier note (flag not overridden)": checked.filter(
-            memorised=False, near_duplicate_of__isnull=False, flag_override=False).count(),
-    }
-    return {reason: n for reason, n in held.items() if n}
-
-
 def release_preview(*, filters: dict, include_real: bool = False) -> ReleasePreview:
     approved = release_synthetic_candidates(filters)
-    return ReleasePreview(synthetic=_releasable(approved).count(),
+    return ReleasePreview(synthetic=notes_releasable(approved).count(),
                           real=_real_candidates(filters).count() if include_real else 0,
-                          held_back=_held_back(approved))
+                          held_back=held_back_counts(approved))
+
+
+def _prompt_example(meta: dict) -> tuple[str, int | None]:
+    """The example note a generated note's prompt contained (text, note id; id None for the neutral template), or
+    ("", None). A note records what its prompt contained (prompt_inputs); for a note from before that, only the
+    symptoms_example prompt had an example, whatever example_text the plan left in its metadata."""
+    inputs = meta.get("prompt_inputs")
+    if isinstance(inputs, list):
+        in_prompt = "example" in inputs
+    else:
+        in_prompt = meta.get("prompt_variant") == PromptTemplate.Variant.SYMPTOMS_EXAMPLE
+    if not in_prompt:
+        return "", None
+    example_id = meta.get("example_note_id")
+    return (meta.get("example_text") or "").strip(), example_id if isinstance(example_id, int) else None
 
 
 def _example_sources(notes: list[Note]) -> dict[int, str]:
-    ids = {n.metadata.get("example_note_id") for n in notes if isinstance(n.metadata.get("example_note_id"), int)}
+    ids = {example_id for n in notes if (example_id := _prompt_example(n.metadata or {})[1]) is not None}
     return dict(Note.objects.filter(pk__in=ids).values_list("pk", "source_dataset")) if ids else {}
 
 
@@ -101,8 +99,9 @@ def _score(checks: dict, *names: str) -> float | None:
 def release_fields(note: Note, example_sources: dict[int, str]) -> dict:
     """The exported columns of one note (export.ALL_COLUMNS but idx, ICD-10 and response), in the MedSyn layout.
 
-    An example note that is not open data (settings.OPEN_DATA_SOURCES) is written as "private_data", in the
-    anamnesis column and inside the prompt text.
+    example, anamnesis, example source and prior say what the prompt contained (its variant), never what a plan
+    sampled. An example note that is not open data (settings.OPEN_DATA_SOURCES) is written as "private_data", in
+    the anamnesis column and inside the prompt text.
     """
     meta = note.metadata or {}
     checks = meta.get("checks") or {}
@@ -120,8 +119,7 @@ def release_fields(note: Note, example_sources: dict[int, str]) -> dict:
                 "example source": str(meta.get("example_source") or ""), "symptoms": str(meta.get("symptoms") or ""),
                 "anamnesis": str(meta.get("anamnesis") or ""), "symptoms_recall": meta.get("symptoms_recall"),
                 "anamnesis_precision": meta.get("anamnesis_precision"), **common}
-    example = (meta.get("example_text") or "").strip()
-    example_id = meta.get("example_note_id")
+    example, example_id = _prompt_example(meta)
     source = example_sources.get(example_id, "") if example_id else ("template" if example else "")
     is_open = not example or source == "template" or source in settings.OPEN_DATA_SOURCES
     prompt = meta.get("prompt") or {}
@@ -134,7 +132,8 @@ def release_fields(note: Note, example_sources: dict[int, str]) -> dict:
             "example source": source, "symptoms": "; ".join(symptoms) if isinstance(symptoms, list) else str(symptoms),
             "anamnesis": (example if is_open else PRIVATE) if example else "",
             "symptoms_recall": _score(checks, "bertscore_recall", "symptom_recall"),
-            "anamnesis_precision": _score(checks, "bertscore_precision", "example_precision"), **common}
+            "anamnesis_precision": _score(checks, "bertscore_precision", "example_precision") if example else None,
+            **common}
 
 
 def _note_chunks(ids: list[int]) -> Iterator[list[Note]]:
@@ -164,6 +163,13 @@ def _snapshot_write(release: Release, ids: list[int], digest) -> int:
     return idx
 
 
+def _release_name_lock(name: str) -> None:
+    """Creations of one release name take turns from here to their commit, so each reads the version the previous
+    one committed. A row lock cannot do it: the first version of a name has no row to lock."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"release:{name}"])
+
+
 @transaction.atomic
 def do_create_release(*, actor: AbstractBaseUser | None, name: str, filters: dict, description: str = "",
                       licence: str = "mit", include_real: bool = False, real_data_licence: str = "",
@@ -175,11 +181,12 @@ def do_create_release(*, actor: AbstractBaseUser | None, name: str, filters: dic
         raise ReleaseError("A release that includes real notes must name their licence.")
     filters = {key: value for key, value in filters.items() if key != "state"}
     approved = release_synthetic_candidates(filters)
-    synthetic_ids = list(_releasable(approved).order_by("icd_code", "id").values_list("id", flat=True))
+    synthetic_ids = list(notes_releasable(approved).order_by("icd_code", "id").values_list("id", flat=True))
     real_ids = list(_real_candidates(filters).values_list("id", flat=True)) if include_real else []
     if not synthetic_ids and not real_ids:
         raise ReleaseError("No note can be released with this filter: approve notes (and scan them) first.")
-    latest = Release.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))["v"] or 0
+    _release_name_lock(name)
+    latest = Release.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0
     release = Release(name=name, version=latest + 1, description=description, licence=licence,
                       include_real=include_real, real_data_licence=real_data_licence.strip() if include_real else "",
                       filters=filters, content_sha256="", created_by=actor)
@@ -187,12 +194,14 @@ def do_create_release(*, actor: AbstractBaseUser | None, name: str, filters: dic
     release.save()
     digest = hashlib.sha256()
     count = _snapshot_write(release, synthetic_ids + real_ids, digest)
-    # Sealing: once content_sha256 is set the trigger refuses any change but the export fields.
+    # Sealing: once content_sha256 is set a trigger refuses any change of the release (its export is another row).
     Release.objects.filter(pk=release.pk).update(note_count=count, content_sha256=digest.hexdigest())
     release.refresh_from_db()
+    ReleaseExport.objects.create(release=release, created_by=actor, progress_total=count)
     audit_write(actor=actor, action=AuditEvent.CREATE_RELEASE, obj=release, to_state="created", extra={
         "name": name, "version": release.version, "notes": release.note_count, "filters": filters,
-        "include_real": include_real, "held_back": _held_back(approved), "content_sha256": release.content_sha256})
+        "include_real": include_real, "held_back": held_back_counts(approved),
+        "content_sha256": release.content_sha256})
     if queue_export:
         transaction.on_commit(lambda: release_export_queue(release))
     return release
@@ -205,17 +214,20 @@ def release_export_queue(release: Release) -> None:
 
 
 @transaction.atomic
-def do_retry_release_export(*, actor: AbstractBaseUser, release: Release) -> Release:
-    release = Release.objects.select_for_update().get(pk=release.pk)
-    if release.export_status != Release.ExportStatus.FAILED:
-        raise ReleaseError(f"The export of {release} is {release.get_export_status_display().lower()}; "
-                           "only a failed export is retried.")
-    Release.objects.filter(pk=release.pk).update(export_status=Release.ExportStatus.QUEUED, export_progress=0,
-                                                 export_error="")
-    audit_write(actor=actor, action=AuditEvent.RETRY_RELEASE_EXPORT, obj=release, from_state=release.export_status,
-                to_state=Release.ExportStatus.QUEUED)
+def do_retry_release_export(*, actor: AbstractBaseUser, release: Release) -> ReleaseExport:
+    """Reset a failed export to queued and queue it again; any other state is a conflict (it runs or is done)."""
+    export = ReleaseExport.objects.select_for_update().get(release=release)
+    if export.status != JobStatus.FAILED:
+        raise StateConflict(f"The export of {release} is {export.get_status_display().lower()}; "
+                            "only a failed export is retried.")
+    failed_with = export.error
+    export.status, export.progress_done, export.error, export.step = JobStatus.QUEUED, 0, "", ""
+    export.started_at = export.finished_at = None
+    export.save(update_fields=["status", "progress_done", "error", "step", "started_at", "finished_at", "updated_at"])
+    audit_write(actor=actor, action=AuditEvent.RETRY_RELEASE_EXPORT, obj=export, from_state=JobStatus.FAILED,
+                to_state=JobStatus.QUEUED, extra={"release": release.pk, "error": failed_with})
     transaction.on_commit(lambda: release_export_queue(release))
-    return release
+    return export
 
 
 def release_folder(release: Release) -> Path:
@@ -277,51 +289,42 @@ def release_provenance(release: Release) -> dict:
 
 
 def release_export_run(release_id: int, on_progress: Progress | None = None) -> None:
-    """Write the release folder (export.release_folder_write) and record files, checksums and statistics.
+    """Write the release folder (export.release_folder_write) and record files, checksums and statistics on the
+    release's export job; progress in notes, also passed to on_progress (a command's bar).
 
-    Runs again from the start on a redelivery: the folder is written aside and swapped in at the end.
+    A finished export is left alone; a redelivered running one runs again from the start (the folder is written
+    aside and swapped in at the end).
     """
-    release = Release.objects.get(pk=release_id)
-    if release.export_status == Release.ExportStatus.DONE:
+    export = ReleaseExport.objects.select_related("release__created_by").get(release_id=release_id)
+    if not export.mark_running():
         return
-    Release.objects.filter(pk=release.pk).update(export_status=Release.ExportStatus.RUNNING, export_progress=0,
-                                                 export_error="")
-    last = {"percent": -1}
-
-    def progress(done: int, total: int) -> None:
-        if on_progress is not None:
-            on_progress(done, total)
-        percent = int(100 * done / total) if total else 100
-        if percent != last["percent"]:
-            last["percent"] = percent
-            Release.objects.filter(pk=release.pk).update(export_progress=percent)
-
-    creator = release.created_by.get_username() if release.created_by else ""
-    card = ReleaseCard(name=release.name, version=release.version, description=release.description,
-                       licence=release.licence, language="ru", created_at=release.created_at.isoformat(),
-                       created_by=creator, include_real=release.include_real,
-                       real_data_licence=release.real_data_licence, filters=release.filters,
-                       assessment=release_assessment(release), provenance=release_provenance(release))
+    release = export.release
     folder = release_folder(release)
     try:
-        exported = release_folder_write(folder=folder, rows=_export_rows(release), total=release.note_count,
-                                        card=card, progress=progress)
+        creator = release.created_by.get_username() if release.created_by else ""
+        card = ReleaseCard(name=release.name, version=release.version, description=release.description,
+                           licence=release.licence, language="ru", created_at=release.created_at.isoformat(),
+                           created_by=creator, include_real=release.include_real,
+                           real_data_licence=release.real_data_licence, filters=release.filters,
+                           assessment=release_assessment(release), provenance=release_provenance(release))
+        with ProgressRecorder(export, also=on_progress) as progress:
+            exported = release_folder_write(folder=folder, rows=_export_rows(release), total=release.note_count,
+                                            card=card, progress=progress)
     except Exception as error:
-        Release.objects.filter(pk=release.pk).update(export_status=Release.ExportStatus.FAILED,
-                                                     export_error=f"{type(error).__name__}: {error}")
+        export.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
         raise
-    Release.objects.filter(pk=release.pk).update(
-        export_status=Release.ExportStatus.DONE, export_progress=100, exported_at=timezone.now(),
-        export_folder=folder.name, export_stats=exported.stats,
-        export_files=[{"path": f.path, "bytes": f.bytes, "sha256": f.sha256} for f in exported.files])
+    export.mark_finished(JobStatus.DONE, folder=folder.name, stats=exported.stats,
+                         progress_done=exported.stats["rows"], progress_total=exported.stats["rows"],
+                         files=[{"path": f.path, "bytes": f.bytes, "sha256": f.sha256} for f in exported.files])
 
 
-def release_file_path(release: Release, relative: str) -> Path:
-    """The absolute path of one exported file, only if the export listed it (no path tricks)."""
-    listed = {f["path"] for f in release.export_files}
-    if release.export_status != Release.ExportStatus.DONE or relative not in listed:
-        raise ReleaseError(f"{relative!r} is not a file of the export of {release}.")
-    return Path(settings.RELEASES_DIR) / release.export_folder / relative
+def release_file_path(release: Release, relative: str) -> Path | None:
+    """The absolute path of one file of a finished export, or None when the export did not list it (no path
+    tricks)."""
+    export = release.export
+    if export.status != JobStatus.DONE or relative not in {f["path"] for f in export.files}:
+        return None
+    return Path(settings.RELEASES_DIR) / export.folder / relative
 
 
 @dataclass(frozen=True)

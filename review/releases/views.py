@@ -12,20 +12,14 @@ from django.views.decorators.http import require_POST
 
 from generation.models import Note
 from medsyn_site.access import permission_view
+from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.progress import poll_response
 from review.curation.forms import filter_form_bound
 from review.curation.services import text_diff_html
 
 from .forms import ReleaseCreateForm
 from .models import Release
-from .services import (
-    ReleaseError,
-    do_create_release,
-    do_retry_release_export,
-    release_diff,
-    release_file_path,
-    release_preview,
-)
+from .services import do_create_release, do_retry_release_export, release_diff, release_file_path, release_preview
 
 _manage_releases = permission_view("medsyn_site.manage_releases")
 _download = permission_view("medsyn_site.download_releases")
@@ -40,8 +34,8 @@ def releases(request: HttpRequest) -> HttpResponse:
     can_create = request.user.has_perm("medsyn_site.manage_releases")
     filter_form = filter_form_bound(request.POST if request.method == "POST" else request.GET)
     form = ReleaseCreateForm(request.POST or None)
-    context = {"releases": Release.objects.select_related("created_by"), "form": form, "filter_form": filter_form,
-               "can_create": can_create}
+    context = {"releases": Release.objects.select_related("created_by", "export"), "form": form,
+               "filter_form": filter_form, "can_create": can_create}
     if request.method == "POST":
         if not can_create:
             raise PermissionDenied
@@ -72,13 +66,13 @@ def releases(request: HttpRequest) -> HttpResponse:
 
 @_download
 def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    release = get_object_or_404(Release.objects.select_related("created_by"), pk=pk)
+    release = get_object_or_404(Release.objects.select_related("created_by", "export"), pk=pk)
+    context = {"release": release, "export": release.export}
     if request.htmx:
-        response = render(request, "review/releases/_release_export.html", {"release": release})
-        return poll_response(response, finished=release.export_finished)
-    others = Release.objects.exclude(pk=pk)
-    return render(request, "review/releases/release_detail.html", {"release": release, "others": others,
-                                                         "sample": release.notes.order_by("idx")[:20]})
+        response = render(request, "review/releases/_release_export.html", context)
+        return poll_response(response, finished=release.export.finished)
+    return render(request, "review/releases/release_detail.html", {
+        **context, "others": Release.objects.exclude(pk=pk), "sample": release.notes.order_by("idx")[:20]})
 
 
 @_manage_releases
@@ -87,22 +81,23 @@ def release_retry(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(Release, pk=pk)
     try:
         do_retry_release_export(actor=request.user, release=release)
-    except ReleaseError as error:
+    except StateConflict as error:
         messages.error(request, _message(error))
+    else:
+        messages.success(request, _("The export of %(release)s is queued again.") % {"release": release})
     return redirect("releases:release_detail", pk=pk)
 
 
 @_download
 def release_download(request: HttpRequest, pk: int, path: str) -> FileResponse:
-    return release_file_response(get_object_or_404(Release, pk=pk), path)
+    return release_file_response(get_object_or_404(Release.objects.select_related("export"), pk=pk), path)
 
 
 def release_file_response(release: Release, path: str) -> FileResponse:
     """One exported file as an attachment (pages and API); 404 for anything the export did not list."""
-    try:
-        file_path = release_file_path(release, path)
-    except ReleaseError as error:
-        raise Http404(_message(error)) from error
+    file_path = release_file_path(release, path)
+    if file_path is None:
+        raise Http404(_("%(path)r is not a file of the export of %(release)s.") % {"path": path, "release": release})
     return FileResponse(file_path.open("rb"), as_attachment=True,
                         filename=f"{release.name}-v{release.version}-{path.replace('/', '-')}")
 

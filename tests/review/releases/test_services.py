@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,11 +15,12 @@ from django.db import connection, transaction
 
 from generation.models import Note
 from medsyn_site.core.models import AuditRecord
-from review.curation.models import ScanJob
+from review.curation.models import NoteCuration, ScanJob
 from review.curation.scans import scan_run
 from review.curation.services import do_edit_note, do_override_note_flag, do_transition_note
+from review.releases import services
 from review.releases.export import CSV_COLUMNS, folder_verify
-from review.releases.models import Release, ReleaseNote
+from review.releases.models import Release, ReleaseExport, ReleaseNote
 from review.releases.services import (
     ReleaseError,
     do_create_release,
@@ -27,6 +30,8 @@ from review.releases.services import (
     release_preview,
 )
 from tests.review.conftest import synthetic_make
+from tests.review.curation.factories import NoteCurationFactory
+from tests.review.releases.factories import approve
 
 
 def _sql(statement: str, *params) -> None:
@@ -34,24 +39,11 @@ def _sql(statement: str, *params) -> None:
         cursor.execute(statement, params)
 
 
-@pytest.fixture
-def curator(make_user):
-    return make_user("curator")
-
-
-def approve(curator, *notes: Note, checked: bool = True) -> None:
-    for note in notes:
-        do_transition_note(actor=curator, note=note, action="submit")
-        do_transition_note(actor=curator, note=note, action="approve")
-        if checked:
-            Note.objects.filter(pk=note.pk).update(memorisation_checked_version=note.version)
-
-
 def test_release_takes_only_releasable_approved_notes(curation_pool, curator):
     synthetic = curation_pool["synthetic"]
     approve(curator, *synthetic[:3])
     approve(curator, synthetic[3], checked=False)
-    Note.objects.filter(pk=synthetic[2].pk).update(near_duplicate_of=synthetic[0], duplicate_jaccard=0.91)
+    NoteCurationFactory(note=synthetic[2], near_duplicate_of=synthetic[0], duplicate_jaccard=0.91)
     do_transition_note(actor=curator, note=synthetic[4], action="submit")  # pending: never released
     preview = release_preview(filters={})
     assert (preview.synthetic, preview.real) == (2, 0)
@@ -90,7 +82,89 @@ def test_private_example_is_written_as_private_data(curation_pool, curator):
     assert curation_pool["real"][2].text not in private["prompt"] and "private_data" in private["prompt"]
 
 
-def test_a_release_is_immutable_and_versions_diff(curation_pool, curator):
+def _note_of_the_old_planner(text: str, code: str, variant: str, example: Note, **metadata) -> Note:
+    """A note generated before the planner stopped sampling an example for every variant: its metadata names an
+    example (text and note id) that its prompt never contained."""
+    note = synthetic_make(text, code, variant=variant, example=example)
+    note.metadata.update(prompt={"system": "Ты врач.", "user": "Симптомы: кашель; слабость. Напиши запись приёма."},
+                         **metadata)
+    note.save(update_fields=["metadata"])
+    return note
+
+
+def test_only_an_example_the_prompt_contained_is_exported(curation_pool, curator):
+    """Bug 1: a "symptoms" or "code" note exported the example its plan row carried (and published that real note's
+    text) although its prompt had no example."""
+    real, synthetic = curation_pool["real"], curation_pool["synthetic"]
+    symptoms_only = _note_of_the_old_planner("Кашель и слабость третий день.", "J06.9", "symptoms", real[0])
+    code_only = _note_of_the_old_planner("Изжога после еды, тяжесть в эпигастрии.", "K21.9", "code", real[2])
+    no_example_slot = _note_of_the_old_planner(  # a symptoms_example template without {example}: as recorded
+        "Головная боль в висках, тошнота.", "G43.0", "symptoms_example", real[1], prompt_inputs=["symptoms"])
+    approve(curator, symptoms_only, code_only, no_example_slot, synthetic[0], synthetic[2])
+    release = do_create_release(actor=curator, name="prompt-inputs", filters={})
+    fields = {row.note_id: row.fields for row in release.notes.all()}
+    for note, prior in ((symptoms_only, "symptoms"), (code_only, "code"), (no_example_slot, "symptoms")):
+        row = fields[note.pk]
+        assert (row["example"], row["anamnesis"], row["example source"], row["prior"]) == (False, "", "", prior)
+        assert row["anamnesis_precision"] is None
+        assert not any(example.text in str(value) for example in real for value in row.values())
+    with_example, private = fields[synthetic[0].pk], fields[synthetic[2].pk]  # symptoms_example notes
+    assert (with_example["example"], with_example["anamnesis"], with_example["example source"]) == (
+        True, real[0].text, "RuMedTop3")
+    assert (private["example"], private["anamnesis"], private["example source"]) == (True, "private_data",
+                                                                                     "ClinicPrivate")
+
+
+def _lock_waiter_seen() -> bool:
+    """Whether some PostgreSQL session waits for a lock (pg_locks is live, unlike pg_stat_activity in a transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted)")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_releases_of_one_name_get_the_next_versions(curation_pool, curator, monkeypatch):
+    """Bug 4: both creations read the same latest version and one died on the unique (name, version).
+
+    The first creation to write its snapshot waits, its transaction open, until the other one waits for a lock
+    (the version lock once fixed; the unique index behind the uncommitted row before), so the two always overlap."""
+    approve(curator, *curation_pool["synthetic"][:2])
+    snapshot_write = services._snapshot_write
+    first = threading.Lock()
+
+    def overlapping_snapshot_write(*args, **kwargs):
+        if first.acquire(blocking=False):
+            for _ in range(3000):  # a bound, not a timing: the other creation gets there within milliseconds
+                if _lock_waiter_seen():
+                    break
+                time.sleep(0.01)
+        return snapshot_write(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_snapshot_write", overlapping_snapshot_write)
+    barrier = threading.Barrier(2)
+    versions: list[int] = []
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            barrier.wait()
+            versions.append(do_create_release(actor=curator, name="race", filters={}).version)
+        except BaseException as error:  # collected and re-raised in the main thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert sorted(versions) == [1, 2]
+    assert sorted(Release.objects.filter(name="race").values_list("version", flat=True)) == [1, 2]
+
+
+def test_a_release_is_immutable_and_versions_diff(curation_pool, curator, make_user):
     synthetic = curation_pool["synthetic"]
     approve(curator, *synthetic[:3])
     first = do_create_release(actor=curator, name="frozen", filters={})
@@ -99,15 +173,20 @@ def test_a_release_is_immutable_and_versions_diff(curation_pool, curator):
                     lambda: ReleaseNote.objects.filter(release=first).delete(),
                     lambda: Release.objects.filter(pk=first.pk).update(name="renamed"),
                     lambda: Release.objects.filter(pk=first.pk).update(note_count=99),
+                    lambda: Release.objects.filter(pk=first.pk).update(created_by=make_user("curator")),
                     lambda: _sql("DELETE FROM review_release WHERE id = %s", first.pk)):
         with pytest.raises(DatabaseError, match="immutable"), transaction.atomic():
             attempt()
-    Release.objects.filter(pk=first.pk).update(export_progress=50)  # export fields may change
+    ReleaseExport.objects.filter(release=first).update(progress_done=1)  # the export is a job of its own
+    curator_gone = make_user("curator")
+    gone = do_create_release(actor=curator_gone, name="frozen-by-a-former-curator", filters={})
+    curator_gone.delete()  # created_by may still become NULL (on_delete=SET_NULL)
+    assert Release.objects.get(pk=gone.pk).created_by is None
 
     do_transition_note(actor=curator, note=synthetic[0], action="reopen", reason="Исправить")
     do_edit_note(actor=curator, note=synthetic[0], text=synthetic[0].text + " Рекомендован контроль.", reason="")
     do_transition_note(actor=curator, note=synthetic[0], action="approve")
-    Note.objects.filter(pk=synthetic[0].pk).update(memorisation_checked_version=2)
+    NoteCurationFactory(note=Note.objects.get(pk=synthetic[0].pk), scanned=True)  # both scans read version 2
     do_transition_note(actor=curator, note=synthetic[1], action="reopen", reason="Снять")
     approve(curator, synthetic[3])
     second = do_create_release(actor=curator, name="frozen", filters={})
@@ -124,15 +203,15 @@ def test_injected_copy_of_a_real_note_is_flagged_and_blocked(curation_pool, cura
     copy = synthetic_make("Мужчина 58 лет. " + real.text + " Направлен к кардиологу.", "I20.8")
     honest = curation_pool["synthetic"][1]
     approve(curator, copy, honest, checked=False)
+    scan_run(ScanJob.objects.create(kind="duplicates").pk)
     scan = ScanJob.objects.create(kind="memorisation")
     scan_run(scan.pk)
     scan.refresh_from_db()
-    copy.refresh_from_db()
-    honest.refresh_from_db()
-    assert (scan.status, scan.flagged, scan.processed, scan.total) == ("done", 1, 7, 7)
-    assert copy.memorised and copy.memorisation_real_note_id == real.pk
-    assert copy.memorisation_ngram >= len(real.text.split()) - 1
-    assert not honest.memorised and honest.memorisation_current
+    copied, honest_curation = NoteCuration.objects.get(note=copy), NoteCuration.objects.get(note=honest)
+    assert (scan.status, scan.flagged, scan.progress_done, scan.progress_total) == ("done", 1, 7, 7)
+    assert copied.memorised and copied.memorisation_real_note_id == real.pk
+    assert copied.memorisation_ngram >= len(real.text.split()) - 1
+    assert not honest_curation.memorised and honest_curation.memorisation_checked_version == honest.version
     preview = release_preview(filters={})
     assert preview.synthetic == 1 and list(preview.held_back.values()) == [1]
     blocked = do_create_release(actor=curator, name="privacy-check", filters={})
@@ -153,10 +232,9 @@ def test_duplicates_scan_flags_the_later_copy(curation_pool, curator):
     later = synthetic_make(long_text.replace("трёх дней", "четырёх дней"), "J06.9")
     scan = ScanJob.objects.create(kind="duplicates")
     scan_run(scan.pk)
-    later.refresh_from_db()
-    first.refresh_from_db()
-    assert later.near_duplicate_of_id == first.pk and later.duplicate_jaccard >= 0.8
-    assert first.near_duplicate_of_id is None and ScanJob.objects.get(pk=scan.pk).flagged == 1
+    later_curation, first_curation = NoteCuration.objects.get(note=later), NoteCuration.objects.get(note=first)
+    assert later_curation.near_duplicate_of_id == first.pk and later_curation.duplicate_jaccard >= 0.8
+    assert first_curation.near_duplicate_of_id is None and ScanJob.objects.get(pk=scan.pk).flagged == 1
 
 
 TRICKY = 'Жалобы на "кашель", «одышку»; температура 38,1.\nВторая строка, с запятой.\r\nТретья: ёлка — 😀'
@@ -168,8 +246,9 @@ def test_export_round_trip_in_every_format(curation_pool, curator, settings, tmp
     approve(curator, tricky, *curation_pool["synthetic"][:2])
     release = do_create_release(actor=curator, name="round-trip", filters={})
     release_export_run(release.pk)
-    release.refresh_from_db()
-    assert (release.export_status, release.export_progress) == ("done", 100), release.export_error
+    export = ReleaseExport.objects.get(release=release)
+    assert (export.status, export.percent, export.progress_done) == ("done", 100, 3), export.error
+    assert export.finished_at is not None and export.folder == "round-trip-v1"
     folder = release_folder(release)
     assert folder_verify(folder) == []
     expected = [{"idx": r.idx, "ICD-10": r.icd_code, "response": r.text, **r.fields}
@@ -187,9 +266,9 @@ def test_export_round_trip_in_every_format(curation_pool, curator, settings, tmp
     assert "private_data" in {r["anamnesis"] for r in csv_rows}
     card = (folder / "README.md").read_text(encoding="utf-8")
     assert "license: mit" in card and "round-trip" in card and "g-1" in card and "default-symptoms_example-ru" in card
-    listed = {f["path"] for f in release.export_files}
+    listed = {f["path"] for f in export.files}
     assert {"data/train.parquet", "jsonl/train.jsonl", "csv/train.csv", "README.md", "SHA256SUMS"} <= listed
-    assert release.export_stats
+    assert export.stats["rows"] == 3
 
 
 def test_load_dataset_reads_the_exported_folder(curation_pool, curator, settings, tmp_path, monkeypatch):
@@ -217,9 +296,10 @@ def test_commands_scan_and_release_with_progress(curation_pool, curator, setting
     out, err = StringIO(), StringIO()
     call_command("scan_notes", kind="memorisation", stdout=out, stderr=err)
     assert "6 notes scanned, 0 flagged" in out.getvalue()
+    call_command("scan_notes", kind="duplicates", stdout=out, stderr=err)
     call_command("create_release", name="cli", filter=["code=J06"], description="Из консоли", stdout=out, stderr=err)
     release = Release.objects.get(name="cli")
-    assert (release.note_count, release.export_status, release.created_by) == (1, "done", None)
+    assert (release.note_count, release.export.status, release.created_by) == (1, "done", None)
     assert folder_verify(release_folder(release)) == [] and "cli v1: 1 notes" in out.getvalue()
     assert AuditRecord.objects.filter(action="create_release", actor=None).exists()
     with pytest.raises(CommandError, match="bad --filter"):
