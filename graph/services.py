@@ -134,11 +134,7 @@ def graph_seed(*, progress: Progress | None = None, store: GraphStore | None = N
 
     def parse() -> GraphPayload:
         payload = icd10_payload()
-        extra = rumedbench_payload()
-        for label, nodes in extra.nodes.items():
-            for key, props in nodes.items():
-                payload.node_add(label, key, props)
-        payload.edges.update(extra.edges)
+        payload.merge(rumedbench_payload())
         return payload
 
     from importlib.metadata import version as package_version

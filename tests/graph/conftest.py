@@ -34,11 +34,7 @@ def _small_payload() -> GraphPayload:
     from graph.importers import icd10_payload, rumedbench_payload
 
     payload = icd10_payload(only_chapters=SMALL_CHAPTERS)
-    extra = rumedbench_payload()
-    for label, nodes in extra.nodes.items():
-        for key, props in nodes.items():
-            payload.node_add(label, key, props)
-    payload.edges.update(extra.edges)
+    payload.merge(rumedbench_payload())
     return payload
 
 

@@ -9,33 +9,15 @@ read through today's models.
 from __future__ import annotations
 
 import pytest
-from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
+
+from tests.scratch_database import SCRATCH
 
 # The newest migration of each project app before issue 10.
 BEFORE_SPLIT = {"medsyn_site": "0001_initial", "graph": "0001_initial", "generation": "0006_note_curation",
                 "review": "0002_curation_releases"}
-ALIAS = "migration_check"
 
 
-@pytest.fixture
-def scratch_database(django_db_blocker):
-    """An empty database of its own on the suite's PostgreSQL, reachable as connections[ALIAS]."""
-    default = connections["default"]
-    name = f"{default.settings_dict['NAME']}_migration_check"
-    with django_db_blocker.unblock():
-        with default._nodb_cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        wrapper = type(default)({**default.settings_dict, "NAME": name}, alias=ALIAS)
-        connections[ALIAS] = wrapper
-        try:
-            yield wrapper
-        finally:
-            wrapper.close()
-            del connections[ALIAS]
-            with default._nodb_cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def _old_targets(executor: MigrationExecutor) -> list[tuple[str, str]]:
@@ -46,9 +28,9 @@ def _old_targets(executor: MigrationExecutor) -> list[tuple[str, str]]:
 
 def _fill_old_schema(apps) -> dict:
     """One of everything the split moves, through the historical models of the old schema."""
-    user = apps.get_model("auth", "User").objects.using(ALIAS).create(username="curator-before-split")
+    user = apps.get_model("auth", "User").objects.using(SCRATCH).create(username="curator-before-split")
     Note = apps.get_model("generation", "Note")
-    notes = Note.objects.using(ALIAS)
+    notes = Note.objects.using(SCRATCH)
     real = notes.create(origin="real", text="Жалобы на кашель и насморк три дня.", icd_code="J06",
                         icd_category="J06", source_dataset="RuMedTop3", content_hash="r" * 64)
     synthetic = notes.create(origin="synthetic", text="Пациент жалуется на кашель, насморк и слабость.",
@@ -60,33 +42,33 @@ def _fill_old_schema(apps) -> dict:
                            icd_category="J02", source_dataset="MedSyn Studio", content_hash="p" * 64,
                            review_state="needs_edit", review_reason="too short", near_duplicate_of=synthetic,
                            duplicate_jaccard=0.85)
-    apps.get_model("review", "NoteVersion").objects.using(ALIAS).create(
+    apps.get_model("review", "NoteVersion").objects.using(SCRATCH).create(
         note=synthetic, version=1, text="Первый текст.", edited_by=user, edit_reason="typo")
-    apps.get_model("review", "AuditRecord").objects.using(ALIAS).create(
+    apps.get_model("review", "AuditRecord").objects.using(SCRATCH).create(
         actor=user, action="approve_note", object_type="Note", object_id=str(synthetic.pk),
         from_state="pending_review", to_state="approved")
-    study = apps.get_model("review", "Study").objects.using(ALIAS).create(
+    study = apps.get_model("review", "Study").objects.using(SCRATCH).create(
         name="before split", questions={"likert": []}, created_by=user, state="closed")
-    item = apps.get_model("review", "StudyItem").objects.using(ALIAS).create(
+    item = apps.get_model("review", "StudyItem").objects.using(SCRATCH).create(
         study=study, note=synthetic, token="tok-before-split", display_text="…", diagnosis_code="J06",
         is_synthetic=True, length_band="short", rank=5)
-    assignment = apps.get_model("review", "Assignment").objects.using(ALIAS).create(
+    assignment = apps.get_model("review", "Assignment").objects.using(SCRATCH).create(
         study=study, item=item, physician=user, status="done")
-    apps.get_model("review", "Rating").objects.using(ALIAS).create(
+    apps.get_model("review", "Rating").objects.using(SCRATCH).create(
         assignment=assignment, judged_synthetic=True, confidence=4, likert={"realism": 3})
-    apps.get_model("review", "ScanJob").objects.using(ALIAS).create(
+    apps.get_model("review", "ScanJob").objects.using(SCRATCH).create(
         kind="memorisation", status="done", total=40, processed=40, flagged=1)
-    release = apps.get_model("review", "Release").objects.using(ALIAS).create(
+    release = apps.get_model("review", "Release").objects.using(SCRATCH).create(
         name="before-split", version=1, content_sha256="", export_status="done", export_progress=100,
         export_folder="before-split-v1", export_files=[{"path": "README.md", "bytes": 1, "sha256": "0" * 64}])
-    apps.get_model("review", "ReleaseNote").objects.using(ALIAS).create(
+    apps.get_model("review", "ReleaseNote").objects.using(SCRATCH).create(
         release=release, idx=0, note=synthetic, note_version=2, origin="synthetic", icd_code="J06",
         text=synthetic.text, fields={"prior": "symptoms"})
-    apps.get_model("review", "Release").objects.using(ALIAS).filter(pk=release.pk).update(note_count=1,
+    apps.get_model("review", "Release").objects.using(SCRATCH).filter(pk=release.pk).update(note_count=1,
                                                                                          content_sha256="c" * 64)
-    apps.get_model("generation", "NoteImportJob").objects.using(ALIAS).create(
+    apps.get_model("generation", "NoteImportJob").objects.using(SCRATCH).create(
         kind="rumedtop3", original_name="train.jsonl", status="done", progress=100, created=5, skipped=1)
-    apps.get_model("graph", "ImportJob").objects.using(ALIAS).create(
+    apps.get_model("graph", "ImportJob").objects.using(SCRATCH).create(
         original_name="names.csv", kind="icd10_ru", status="unchanged", progress=100)
     return {"user": user.pk, "real": real.pk, "synthetic": synthetic.pk, "pending": pending.pk, "study": study.pk,
             "release": release.pk}
@@ -111,22 +93,22 @@ def test_a_database_from_before_the_split_migrates_with_every_row(scratch_databa
     from review.curation.models import ScanJob
     from review.releases.models import Release, ReleaseNote
 
-    synthetic = Note.objects.using(ALIAS).get(pk=ids["synthetic"])
+    synthetic = Note.objects.using(SCRATCH).get(pk=ids["synthetic"])
     assert synthetic.version == 2
-    assert NoteVersion.objects.using(ALIAS).get(note=synthetic).text == "Первый текст."
-    audit = AuditRecord.objects.using(ALIAS).get(object_id=str(synthetic.pk))
+    assert NoteVersion.objects.using(SCRATCH).get(note=synthetic).text == "Первый текст."
+    audit = AuditRecord.objects.using(SCRATCH).get(object_id=str(synthetic.pk))
     assert (audit.action, audit.actor_id) == ("approve_note", ids["user"])
-    study = Study.objects.using(ALIAS).get(pk=ids["study"])
+    study = Study.objects.using(SCRATCH).get(pk=ids["study"])
     assert study.state == "closed" and study.items.get().token == "tok-before-split"
-    rating = Rating.objects.using(ALIAS).get(assignment__study=study)
+    rating = Rating.objects.using(SCRATCH).get(assignment__study=study)
     assert rating.judged_synthetic and rating.likert == {"realism": 3}
-    release = Release.objects.using(ALIAS).get(pk=ids["release"])
+    release = Release.objects.using(SCRATCH).get(pk=ids["release"])
     assert release.content_sha256 == "c" * 64 and release.note_count == 1
-    assert ReleaseNote.objects.using(ALIAS).get(release=release).text == synthetic.text
-    scan = ScanJob.objects.using(ALIAS).get()
+    assert ReleaseNote.objects.using(SCRATCH).get(release=release).text == synthetic.text
+    scan = ScanJob.objects.using(SCRATCH).get()
     assert scan.status == JobStatus.DONE and scan.flagged == 1
-    assert NoteImportJob.objects.using(ALIAS).get().status == JobStatus.DONE
-    assert ImportJob.objects.using(ALIAS).get().status == JobStatus.DONE
+    assert NoteImportJob.objects.using(SCRATCH).get().status == JobStatus.DONE
+    assert ImportJob.objects.using(SCRATCH).get().status == JobStatus.DONE
     _assert_curation_kept(ids)
 
 
@@ -134,8 +116,8 @@ def _assert_curation_kept(ids: dict) -> None:
     """The curation state, flags and override of every synthetic note survive the move off generation.Note."""
     from generation.models import Note
 
-    synthetic = Note.objects.using(ALIAS).get(pk=ids["synthetic"])
-    pending = Note.objects.using(ALIAS).get(pk=ids["pending"])
+    synthetic = Note.objects.using(SCRATCH).get(pk=ids["synthetic"])
+    pending = Note.objects.using(SCRATCH).get(pk=ids["pending"])
     curation = synthetic.curation
     assert curation.state == "approved" and curation.flag_override
     assert curation.memorised and curation.memorisation_real_note_id == ids["real"]
