@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -19,7 +18,7 @@ from django.conf import settings
 
 from medsyn_site.core.errors import InputError
 from medsyn_site.core.icd10 import icd_category, icd_label_for_key
-from medsyn_site.core.rumedbench import rumedtop3_read
+from medsyn_site.core.rumedbench import jsonl_objects, rumedtop3_read
 from medsyn_site.core.text import content_lemmas, words
 
 from .payload import EdgeKey, GraphPayload
@@ -188,52 +187,44 @@ def generic_payload(path: Path) -> GraphPayload:
     """Parse the generic JSONL format; every problem is reported with its line number."""
     payload = GraphPayload()
     problems: list[tuple[int, str]] = []
-    with path.open(encoding="utf-8-sig") as handle:
-        for line, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except ValueError as error:
-                problems.append((line, f"not valid JSON ({error.msg})"))
-                continue
-            if not isinstance(row, dict):
-                problems.append((line, "each line must be a JSON object"))
-                continue
-            props = row.get("props", {})
-            if (problem := _props_problem(props)) is not None:
-                problems.append((line, problem))
-                continue
-            kind = row.get("kind")
-            if kind == "node":
-                label, key = row.get("label"), row.get("key")
-                if label not in _IMPORTABLE_LABELS:
-                    problems.append((line, f"unknown node label {label!r}; use one of {', '.join(NODE_LABELS)}"))
-                elif not isinstance(key, str) or not key.strip() or len(key) > 200:
-                    problems.append((line, "key must be a non-empty string of at most 200 characters"))
-                elif label in ICD_LABELS and icd_label_for_key(key.strip()) != label:
-                    problems.append((line, f"{key!r} is not an ICD-10 {label}"))
-                else:
-                    key = symptom_key(key) if label == "Symptom" else key.strip()
-                    payload.node_add(label, key, props)
-            elif kind == "edge":
-                rel, start, end = row.get("type"), _endpoint(row.get("from")), _endpoint(row.get("to"))
-                source = row.get("source", "curated")
-                if rel not in REL_TYPES:
-                    problems.append((line, f"unknown edge type {rel!r}; use one of {', '.join(REL_TYPES)}"))
-                elif start is None or end is None:
-                    problems.append((line, "from and to must be objects with a known label and a non-empty key"))
-                elif (start[0], end[0]) not in REL_TYPES[rel]:
-                    problems.append((line, f"{rel} cannot go from {start[0]} to {end[0]}"))
-                elif not isinstance(source, str):
-                    problems.append((line, "source must be a string"))
-                elif rel == "HAS_SYMPTOM" and not isinstance(props.get("count", 1), int):
-                    problems.append((line, "HAS_SYMPTOM count must be an integer"))
-                else:
-                    end_key = symptom_key(end[1]) if end[0] == "Symptom" else end[1]
-                    payload.edge_add(EdgeKey(rel, start[0], start[1], end[0], end_key, source), props, line=line)
+    for line, row, problem in jsonl_objects(path):
+        if row is None:
+            problems.append((line, problem))
+            continue
+        props = row.get("props", {})
+        if (problem := _props_problem(props)) is not None:
+            problems.append((line, problem))
+            continue
+        kind = row.get("kind")
+        if kind == "node":
+            label, key = row.get("label"), row.get("key")
+            if label not in _IMPORTABLE_LABELS:
+                problems.append((line, f"unknown node label {label!r}; use one of {', '.join(NODE_LABELS)}"))
+            elif not isinstance(key, str) or not key.strip() or len(key) > 200:
+                problems.append((line, "key must be a non-empty string of at most 200 characters"))
+            elif label in ICD_LABELS and icd_label_for_key(key.strip()) != label:
+                problems.append((line, f"{key!r} is not an ICD-10 {label}"))
             else:
-                problems.append((line, "kind must be \"node\" or \"edge\""))
+                key = symptom_key(key) if label == "Symptom" else key.strip()
+                payload.node_add(label, key, props)
+        elif kind == "edge":
+            rel, start, end = row.get("type"), _endpoint(row.get("from")), _endpoint(row.get("to"))
+            source = row.get("source", "curated")
+            if rel not in REL_TYPES:
+                problems.append((line, f"unknown edge type {rel!r}; use one of {', '.join(REL_TYPES)}"))
+            elif start is None or end is None:
+                problems.append((line, "from and to must be objects with a known label and a non-empty key"))
+            elif (start[0], end[0]) not in REL_TYPES[rel]:
+                problems.append((line, f"{rel} cannot go from {start[0]} to {end[0]}"))
+            elif not isinstance(source, str):
+                problems.append((line, "source must be a string"))
+            elif rel == "HAS_SYMPTOM" and not isinstance(props.get("count", 1), int):
+                problems.append((line, "HAS_SYMPTOM count must be an integer"))
+            else:
+                end_key = symptom_key(end[1]) if end[0] == "Symptom" else end[1]
+                payload.edge_add(EdgeKey(rel, start[0], start[1], end[0], end_key, source), props, line=line)
+        else:
+            problems.append((line, "kind must be \"node\" or \"edge\""))
     if problems:
         raise InputError(path.name, problems)
     return payload

@@ -149,12 +149,7 @@ def graph_from_url(variable: str, url: str) -> GraphConfig:
             f"scheme must be falkordb://, bolt:// or neo4j:// (got {parts.scheme or 'none'!r})",
             GRAPH_URL_EXAMPLE,
         )
-    if not parts.hostname:
-        raise ConfigError(variable, "the host is missing", GRAPH_URL_EXAMPLE)
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError(variable, "the port is not a number", GRAPH_URL_EXAMPLE) from None
+    port = _url_port(variable, parts, GRAPH_URL_EXAMPLE)
     kind = schemes[parts.scheme]
     default_port = 6379 if kind == "falkordb" else 7687
     database = unquote(parts.path.strip("/")) or ("medsyn" if kind == "falkordb" else "neo4j")
@@ -172,18 +167,23 @@ def graph_from_url(variable: str, url: str) -> GraphConfig:
 BROKER_URL_EXAMPLE = "redis://127.0.0.1:6390/1"
 
 
+def _url_port(variable: str, parts, example: str) -> int | None:
+    """The URL's port (None when not given); ConfigError when the host is missing or the port is not a number."""
+    if not parts.hostname:
+        raise ConfigError(variable, "the host is missing", example)
+    try:
+        return parts.port
+    except ValueError:
+        raise ConfigError(variable, "the port is not a number", example) from None
+
+
 def broker_from_url(variable: str, url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in {"redis", "rediss", "amqp", "amqps", "pyamqp"}:
         raise ConfigError(
             variable, f"scheme must be redis:// or amqp:// (got {parts.scheme or 'none'!r})", BROKER_URL_EXAMPLE
         )
-    if not parts.hostname:
-        raise ConfigError(variable, "the host is missing", BROKER_URL_EXAMPLE)
-    try:
-        _port = parts.port
-    except ValueError:
-        raise ConfigError(variable, "the port is not a number", BROKER_URL_EXAMPLE) from None
+    _url_port(variable, parts, BROKER_URL_EXAMPLE)
     return url
 
 

@@ -1,4 +1,5 @@
-"""The one reader of RuMedTop3 files (RuMedBench, Blinov et al. 2022, Apache-2.0): jsonl lines of {idx, symptoms, code}.
+"""The one JSONL reader, and the one reader of RuMedTop3 files (RuMedBench, Blinov et al. 2022, Apache-2.0):
+jsonl lines of {idx, symptoms, code}.
 
 The graph's symptom frequencies and the real-note import both read these files; both get the same validation
 (an ICD-10 code, non-empty fields) and the same line-numbered problems.
@@ -25,30 +26,42 @@ class RuMedTop3Record:
     code: str  # upper-cased ICD-10 code
 
 
-def rumedtop3_rows(path: Path) -> Iterator[RuMedTop3Record | tuple[int, str]]:
-    """Each record of a RuMedTop3 jsonl file, or (line, problem) for a bad line; blank lines are skipped."""
-    with path.open(encoding="utf-8") as lines:
+def jsonl_objects(path: Path) -> Iterator[tuple[int, dict | None, str]]:
+    """(line number, object, "") for each JSON object line of a file, or (line number, None, problem); blank lines
+    are skipped and a byte-order mark is ignored. The one JSONL reader of the product's imports."""
+    with path.open(encoding="utf-8-sig") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                yield number, f"not valid JSON ({error.msg}, column {error.colno})"
+                yield number, None, f"not valid JSON ({error.msg}, column {error.colno})"
                 continue
             if not isinstance(record, dict):
-                yield number, "not a JSON object"
+                yield number, None, "not a JSON object"
                 continue
-            missing = [key for key in FIELDS if not str(record.get(key) or "").strip()]
-            if missing:
-                yield number, f"missing or empty field(s): {', '.join(missing)}"
-                continue
-            try:
-                code = icd_code_clean(record["code"])
-            except ValueError as error:
-                yield number, str(error)
-                continue
-            yield RuMedTop3Record(line=number, idx=str(record["idx"]), text=str(record["symptoms"]).strip(), code=code)
+            yield number, record, ""
+
+
+def rumedtop3_rows(path: Path) -> Iterator[RuMedTop3Record | tuple[int, str]]:
+    """Each record of a RuMedTop3 jsonl file, or (line, problem) for a bad line; blank lines are skipped."""
+    for number, record, problem in jsonl_objects(path):
+        if record is None:
+            yield number, problem
+            continue
+        missing = [key for key in FIELDS if not str(record.get(key) or "").strip()]
+        if missing:
+            yield number, f"missing or empty field(s): {', '.join(missing)}"
+            continue
+        try:
+            code = icd_code_clean(record["code"])
+        except ValueError as error:
+            yield number, str(error)
+            continue
+        yield RuMedTop3Record(line=number, idx=str(record["idx"]), text=str(record["symptoms"]).strip(), code=code)
+
+
 
 
 def rumedtop3_read(path: Path) -> list[RuMedTop3Record]:

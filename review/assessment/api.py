@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -64,28 +66,35 @@ class NextItemView(APIView):
         return Response(RaterItemSerializer(assignment.item).data)
 
 
-class SubmitView(APIView):
-    permission_classes = [CanRate]
+class RaterActionView(APIView):
+    """POST for the physician's item in an open study: validate the payload, call the service, answer 201."""
 
-    @extend_schema(request=SubmitSerializer, responses={201: None})
+    permission_classes = [CanRate]
+    payload_class: type[serializers.Serializer]
+    action: Callable[..., object]  # the service, called with study, physician and the validated payload
+
     def post(self, request: Request, study_id: int) -> Response:
         study = get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
-        payload = SubmitSerializer(data=request.data)
+        payload = self.payload_class(data=request.data)
         payload.is_valid(raise_exception=True)
-        do_submit_rating(study=study, physician=request.user, **payload.validated_data)
+        self.action(study=study, physician=request.user, **payload.validated_data)
         return Response(status=status.HTTP_201_CREATED)
 
 
-class SkipView(APIView):
-    permission_classes = [CanRate]
+@extend_schema_view(post=extend_schema(request=SubmitSerializer, responses={201: None}))
+class SubmitView(RaterActionView):
+    """Record (or revise) the answers for an item."""
 
-    @extend_schema(request=SkipSerializer, responses={201: None})
-    def post(self, request: Request, study_id: int) -> Response:
-        study = get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
-        payload = SkipSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        do_skip_item(study=study, physician=request.user, **payload.validated_data)
-        return Response(status=status.HTTP_201_CREATED)
+    payload_class = SubmitSerializer
+    action = staticmethod(do_submit_rating)
+
+
+@extend_schema_view(post=extend_schema(request=SkipSerializer, responses={201: None}))
+class SkipView(RaterActionView):
+    """Skip the current item with a reason."""
+
+    payload_class = SkipSerializer
+    action = staticmethod(do_skip_item)
 
 
 class ResultsView(APIView):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -110,41 +111,38 @@ def _message(error: ValidationError) -> str:
     return " ".join(error.messages)
 
 
-@_curate
-@require_POST
-def curation_transition(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def _note_action(request: HttpRequest, pk: int, action: Callable[[Note], Note]) -> HttpResponse:
+    """Run one curation action on a note and show the note again, with the refusal if the action was refused."""
     note = get_object_or_404(Note, pk=pk)
     try:
-        note = do_transition_note(actor=request.user, note=note, action=action, reason=request.POST.get("reason", ""))
+        note = action(note)
     except ValidationError as error:
         return _note_response(request, note, _message(error))
     return _note_response(request, note)
+
+
+@_curate
+@require_POST
+def curation_transition(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    return _note_action(request, pk, lambda note: do_transition_note(
+        actor=request.user, note=note, action=action, reason=request.POST.get("reason", "")))
 
 
 @_curate
 @require_POST
 def curation_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    note = get_object_or_404(Note, pk=pk)
     form = NoteEditForm(request.POST)
     if not form.is_valid():
-        return _note_response(request, note, _("The edited text is empty."))
-    try:
-        note = do_edit_note(actor=request.user, note=note, text=form.cleaned_data["text"],
-                            reason=form.cleaned_data["reason"])
-    except ValidationError as error:
-        return _note_response(request, note, _message(error))
-    return _note_response(request, note)
+        return _note_response(request, get_object_or_404(Note, pk=pk), _("The edited text is empty."))
+    return _note_action(request, pk, lambda note: do_edit_note(
+        actor=request.user, note=note, text=form.cleaned_data["text"], reason=form.cleaned_data["reason"]))
 
 
 @_curate
 @require_POST
 def curation_override(request: HttpRequest, pk: int) -> HttpResponse:
-    note = get_object_or_404(Note, pk=pk)
-    try:
-        note = do_override_note_flag(actor=request.user, note=note, reason=request.POST.get("reason", ""))
-    except ValidationError as error:
-        return _note_response(request, note, _message(error))
-    return _note_response(request, note)
+    return _note_action(request, pk, lambda note: do_override_note_flag(
+        actor=request.user, note=note, reason=request.POST.get("reason", "")))
 
 
 @_curate

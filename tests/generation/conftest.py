@@ -6,6 +6,8 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -83,17 +85,26 @@ def _handler_for(server_state: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]
     return Handler
 
 
-@pytest.fixture
-def openai_server():
-    state = FakeOpenAIServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))
+@contextmanager
+def serving_on_loopback(state: FakeOpenAIServer, handler: type) -> Iterator[FakeOpenAIServer]:
+    """Serve handler on a free 127.0.0.1 port in a thread; state.url is its /v1 base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def openai_server():
+    state = FakeOpenAIServer()
+    with serving_on_loopback(state, _handler_for(state)):
+        yield state
 
 
 @pytest.fixture

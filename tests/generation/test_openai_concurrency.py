@@ -20,7 +20,7 @@ import pytest
 
 from generation.backends import GenerationRequest, GenerationResult
 from generation.backends.openai_backend import OpenAIBackend
-from tests.generation.conftest import FakeOpenAIServer, _handler_for
+from tests.generation.conftest import FakeOpenAIServer, _handler_for, serving_on_loopback
 from tests.generation.test_openai_backend import api_config
 
 
@@ -78,17 +78,9 @@ def _counting_handler(state: CountingServer) -> type:
 
 @pytest.fixture
 def counting_server() -> Iterator[CountingServer]:
-    from http.server import ThreadingHTTPServer
-
     state = CountingServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _counting_handler(state))
-    httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    with serving_on_loopback(state, _counting_handler(state)):
+        yield state
 
 
 def prompts(count: int) -> list[GenerationRequest]:
