@@ -45,20 +45,14 @@ def roles(django_db_setup, django_db_blocker):
 
 @pytest.fixture
 def make_user(db):
-    from django.contrib.auth.models import Group, User
+    """A user with a role (tests.medsyn_site.factories.UserFactory), named after the role unless named."""
+    from django.contrib.auth.models import User
 
-    from medsyn_site.roles import roles_sync
+    from tests.medsyn_site.factories import PASSWORD, UserFactory
 
-    def make(role: str | None = None, username: str | None = None, password: str = "pw-test-123456") -> User:
-        roles_sync()
-        user = User.objects.create_user(username=username or f"{role or 'nobody'}_{User.objects.count()}",
-                                        password=password)
-        if role:
-            user.groups.add(Group.objects.get(name=role))
-            if role == "admin":
-                user.is_staff = user.is_superuser = True
-                user.save()
-        return user
+    def make(role: str | None = None, username: str | None = None, password: str = PASSWORD) -> User:
+        return UserFactory(username=username or f"{role or 'nobody'}_{User.objects.count()}", password=password,
+                           role=role)
 
     return make
 

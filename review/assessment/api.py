@@ -71,13 +71,13 @@ class RaterActionView(APIView):
 
     permission_classes = [CanRate]
     payload_class: type[serializers.Serializer]
-    action: Callable[..., object]  # the service, called with study, physician and the validated payload
+    service: Callable[..., object]  # the service, called with study, physician and the validated payload
 
     def post(self, request: Request, study_id: int) -> Response:
         study = get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
         payload = self.payload_class(data=request.data)
         payload.is_valid(raise_exception=True)
-        self.action(study=study, physician=request.user, **payload.validated_data)
+        self.service(study=study, physician=request.user, **payload.validated_data)
         return Response(status=status.HTTP_201_CREATED)
 
 
@@ -86,7 +86,7 @@ class SubmitView(RaterActionView):
     """Record (or revise) the answers for an item."""
 
     payload_class = SubmitSerializer
-    action = staticmethod(do_submit_rating)
+    service = staticmethod(do_submit_rating)
 
 
 @extend_schema_view(post=extend_schema(request=SkipSerializer, responses={201: None}))
@@ -94,7 +94,7 @@ class SkipView(RaterActionView):
     """Skip the current item with a reason."""
 
     payload_class = SkipSerializer
-    action = staticmethod(do_skip_item)
+    service = staticmethod(do_skip_item)
 
 
 class ResultsView(APIView):

@@ -165,18 +165,10 @@ def tiny_graph(settings, db, tmp_path):
 @pytest.fixture
 def real_notes(db):
     """Real example notes (over 30 words) for J06 and I10."""
-    from generation.models import Note
-    from generation.services import note_content_hash
+    from tests.generation.factories import NoteFactory
 
-    notes = []
-    for category, texts in REAL_NOTE_TEXTS.items():
-        for n in range(3 if category == "J06" else 2):
-            text = texts[0].format(n=n + 1)
-            notes.append(Note.objects.create(
-                origin=Note.Origin.REAL, text=text, icd_code=category, icd_category=category,
-                source_dataset="test", split="train",
-                content_hash=note_content_hash(origin=Note.Origin.REAL, icd_code=category, text=text)))
-    return notes
+    return [NoteFactory(text=texts[0].format(n=n + 1), icd_code=category, split="train")
+            for category, texts in REAL_NOTE_TEXTS.items() for n in range(3 if category == "J06" else 2)]
 
 
 @pytest.fixture

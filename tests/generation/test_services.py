@@ -26,6 +26,7 @@ from generation.services import (
     real_notes_import,
 )
 from medsyn_site.core.errors import InputError
+from tests.generation.factories import NoteFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -275,9 +276,7 @@ def test_revising_refuses_an_empty_unchanged_or_duplicate_text(tiny_graph, real_
         note_text_revise(note=note, text=" \r\n ", actor=curator)
     with pytest.raises(ValidationError, match="unchanged"):
         note_text_revise(note=note, text=f"  {note.text}\r\n", actor=curator)
-    other = Note.objects.create(origin="synthetic", text="Другой текст заметки.", icd_code=note.icd_code,
-                                icd_category=note.icd_category, source_dataset="test", content_hash=note_content_hash(
-                                    origin="synthetic", icd_code=note.icd_code, text="Другой текст заметки."))
+    other = NoteFactory(synthetic=True, text="Другой текст заметки.", icd_code=note.icd_code)
     with pytest.raises(ValidationError, match="already has exactly this text"):
         note_text_revise(note=note, text=other.text, actor=curator)
     note.refresh_from_db()

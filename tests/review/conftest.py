@@ -3,19 +3,13 @@ from __future__ import annotations
 import pytest
 
 from generation.models import Note
-from generation.services import note_content_hash
+from tests.generation.factories import NoteFactory
 
 REAL_TEXTS = [
     "Жалобы на кашель с мокротой, насморк, температуру до 38, слабость в течение трёх дней.",
     "Боли в пояснице при наклонах, иррадиация в левую ногу, онемение стопы, усиливаются к вечеру.",
     "Головная боль в затылке, головокружение, шум в ушах, давление поднимается до 160/100.",
 ]
-
-
-def note_make(origin: str, category: str, text: str, **metadata) -> Note:
-    return Note.objects.create(origin=origin, text=text, icd_code=category, icd_category=category,
-                               source_dataset="test", metadata=metadata,
-                               content_hash=note_content_hash(origin=origin, icd_code=category, text=text))
 
 
 @pytest.fixture
@@ -25,10 +19,10 @@ def note_pool(db):
     for category in ("J06", "M54", "I10"):
         for i in range(6):
             base = REAL_TEXTS[i % 3]
-            notes.append(note_make("real", category, f"{base} Визит {category}-{i}."))
-            notes.append(note_make("synthetic", category, f"«{base}» Синтетика {category}-{i}.</s>",
-                                   generation_model="gpt-4" if i % 2 else "smollm2", prompt_variant="symptoms",
-                                   job_id=1 + i % 2))
+            notes.append(NoteFactory(icd_code=category, text=f"{base} Визит {category}-{i}."))
+            notes.append(NoteFactory(synthetic=True, icd_code=category, text=f"«{base}» Синтетика {category}-{i}.</s>",
+                                     metadata={"generation_model": "gpt-4" if i % 2 else "smollm2",
+                                               "prompt_variant": "symptoms", "job_id": 1 + i % 2}))
     return notes
 
 
@@ -59,16 +53,13 @@ def synthetic_make(text: str, code: str, *, model: str = "gpt-4", variant: str =
         "model_config": {"id": 1, "name": model, "backend": "openai"},
         "checks": {"passed": passed, "scores": {"symptom_recall": recall, "example_precision": 0.4}, "reasons": []},
     }
-    return Note.objects.create(origin="synthetic", text=text, icd_code=code, icd_category=code[:3],
-                               source_dataset="generated", metadata=metadata,
-                               content_hash=note_content_hash(origin="synthetic", icd_code=code, text=text), **fields)
+    return NoteFactory(synthetic=True, text=text, icd_code=code, metadata=metadata, **fields)
 
 
 @pytest.fixture
 def curation_pool(db):
     """Three real notes (open RuMedTop3 and one private) and six synthetic notes over three codes, all generated."""
-    real = [Note.objects.create(origin="real", text=text, icd_code=code, icd_category=code[:3], source_dataset=source,
-                                content_hash=note_content_hash(origin="real", icd_code=code, text=text))
+    real = [NoteFactory(text=text, icd_code=code, source_dataset=source)
             for text, code, source in zip(CURATION_REAL, ("J06.9", "I20.8", "K21.9"),
                                           ("RuMedTop3", "RuMedTop3", "ClinicPrivate"), strict=True)]
     codes = ("J06.9", "I20.8", "K21.9", "G43.0", "M54.5", "J30.1")

@@ -23,6 +23,7 @@ from review.curation.services import (
     text_diff_html,
 )
 from review.releases.services import do_create_release, release_preview
+from tests.generation.factories import NoteFactory
 from tests.review.curation.factories import NoteCurationFactory
 
 STATES = ("generated", "pending_review", "approved", "rejected", "needs_edit")
@@ -170,9 +171,8 @@ def test_queue_filters_and_sorts(curation_pool, make_user):
 
 def test_queue_reads_the_recall_of_notes_imported_from_a_medsyn_file(curation_pool):
     text = "Жалобы на боль в горле и насморк, температура 37,5 второй день."
-    Note.objects.create(origin="synthetic", text=text, icd_code="J02.9", icd_category="J02", source_dataset="MedSyn",
-                        content_hash=note_content_hash(origin="synthetic", icd_code="J02.9", text=text),
-                        metadata={"generation_model": "gpt-4", "prior": "symptoms", "symptoms_recall": 0.42})
+    NoteFactory(synthetic=True, text=text, icd_code="J02.9", source_dataset="MedSyn",
+                metadata={"generation_model": "gpt-4", "prior": "symptoms", "symptoms_recall": 0.42})
     assert [round(n.recall, 2) for n in curation_notes(filters={"code": "J02"})] == [0.42]
     assert curation_notes(filters={"recall_max": 0.45}).count() == 1
 
