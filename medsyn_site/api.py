@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -47,6 +48,6 @@ class TokenView(APIView):
         payload.is_valid(raise_exception=True)
         user = authenticate(request, **payload.validated_data)
         if user is None or not user.is_active:
-            return Response({"detail": "Invalid username or password."}, status=status.HTTP_400_BAD_REQUEST)
+            raise ValidationError("Invalid username or password.")
         token, _created = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})

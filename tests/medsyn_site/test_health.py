@@ -45,7 +45,7 @@ def test_pages_need_login(client):
 def test_api_token_and_me(client, make_user):
     make_user("curator", username="cur")
     bad = client.post("/api/token/", {"username": "cur", "password": "wrong"})
-    assert bad.status_code == 400
+    assert bad.status_code == 400 and bad.json() == {"detail": "Invalid username or password."}
     token = client.post("/api/token/", {"username": "cur", "password": "pw-test-123456"}).json()["token"]
     me = client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {token}").json()
     assert me["username"] == "cur" and me["roles"] == ["curator"]
