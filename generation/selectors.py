@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import GenerationItem, GenerationJob, Note, NoteImportJob, PromptTemplate, SymptomProposal
+from .models import GenerationItem, GenerationJob, ModelConfig, Note, NoteImportJob, PromptTemplate, SymptomProposal
 
 
 def prompt_template_current(*, variant: str, language: str, name: str | None = None) -> PromptTemplate:
@@ -61,3 +61,12 @@ def synthetic_notes_filter(*, code: str = "", model: str = "", variant: str = ""
     if job:
         notes = notes.filter(metadata__job_id=int(job))
     return notes
+
+
+def model_configs() -> QuerySet[ModelConfig]:
+    """Every model configuration, by name (the first is the forms' default)."""
+    return ModelConfig.objects.order_by("name")
+
+
+def symptom_proposals_by_id(ids: list[str]) -> list[SymptomProposal]:
+    return list(SymptomProposal.objects.filter(pk__in=[pk for pk in ids if str(pk).isdigit()]))

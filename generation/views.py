@@ -18,7 +18,7 @@ from . import selectors
 from .enrichment import do_review_symptom_proposals, do_start_symptom_extraction
 from .forms import JobForm, NoteImportForm
 from .jobs import do_cancel_job, do_create_job, do_resume_job, job_plan_preview
-from .models import GenerationJob, ModelConfig, Note, NoteImportJob, PromptTemplate, SymptomProposal
+from .models import GenerationJob, ModelConfig, Note, NoteImportJob, PromptTemplate
 from .services import note_import_upload
 
 RUN_GENERATION = "medsyn_site.run_generation"
@@ -37,7 +37,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def new(request: HttpRequest) -> HttpResponse:
     """GET: the form (categories prefilled from ?code=). POST action=preview: the plan table; action=launch."""
     if request.method != "POST":
-        default_model = ModelConfig.objects.order_by("name").first()
+        default_model = selectors.model_configs().first()
         form = JobForm(initial={"categories": request.GET.get("code", ""), "model_config": default_model})
         return render(request, "generation/new.html", {"form": form})
     form = JobForm(request.POST)
@@ -97,7 +97,7 @@ def notes(request: HttpRequest) -> HttpResponse:
     if filters["job"] and not filters["job"].isdigit():
         filters["job"] = ""
     page = Paginator(selectors.synthetic_notes_filter(**filters), 25).get_page(request.GET.get("page"))
-    context = {"notes": page, "filters": filters, "models": ModelConfig.objects.values_list("name", flat=True),
+    context = {"notes": page, "filters": filters, "models": selectors.model_configs().values_list("name", flat=True),
                "variants": PromptTemplate.Variant.choices}
     template = "generation/_notes_table.html" if request.htmx else "generation/notes.html"
     return render(request, template, context)
@@ -121,7 +121,7 @@ def enrichment(request: HttpRequest) -> HttpResponse:
                                             categories=request.POST.get("categories", "").split(","))
                 messages.success(request, _("Symptom extraction started; proposals appear here as notes are read."))
             elif action in ("accept", "reject"):
-                chosen = list(SymptomProposal.objects.filter(pk__in=request.POST.getlist("proposal")))
+                chosen = selectors.symptom_proposals_by_id(request.POST.getlist("proposal"))
                 done = do_review_symptom_proposals(actor=request.user, proposals=chosen, accept=action == "accept")
                 messages.success(request, _("%(n)s proposals reviewed.") % {"n": done})
         except ValidationError as error:
@@ -131,7 +131,7 @@ def enrichment(request: HttpRequest) -> HttpResponse:
         return redirect("generation:enrichment")
     return render(request, "generation/enrichment.html", {
         "proposals": selectors.symptom_proposals_pending(), "reviewed": selectors.symptom_proposals_reviewed(),
-        "configs": ModelConfig.objects.order_by("name")})
+        "configs": selectors.model_configs()})
 
 
 _manage_graph = permission_view("medsyn_site.manage_graph")

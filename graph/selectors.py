@@ -6,9 +6,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import QuerySet
+
 from medsyn_site.core.icd10 import icd_label_for_key
 
-from .models import GraphVersion
+from .models import GraphVersion, ImportJob
 from .payload import graph_counts
 from .schema import ICD_LABELS, VERSION_LABEL, search_text, symptom_key
 from .store import GraphStore
@@ -165,3 +167,7 @@ def generation_url_for(key: str) -> str | None:
         return f"{reverse('generation:new')}?code={key}"
     except NoReverseMatch:
         return None
+
+
+def import_jobs_recent(limit: int = 20) -> QuerySet[ImportJob]:
+    return ImportJob.objects.select_related("version").order_by("-id")[:limit]

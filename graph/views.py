@@ -94,7 +94,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
         job = do_start_graph_import(actor=request.user, kind=form.cleaned_data["kind"],
                                     upload=form.cleaned_data["upload"])
         return redirect("graph:import_job", pk=job.pk)
-    jobs = ImportJob.objects.all()[:20]
+    jobs = selectors.import_jobs_recent()
     return render(request, "graph/import_upload.html", {"form": form, "jobs": jobs})
 
 

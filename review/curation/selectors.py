@@ -13,7 +13,7 @@ from django.db.models.functions import Cast, Coalesce
 from generation.models import Note
 from generation.selectors import synthetic_notes_filter
 
-from .models import NoteCuration, ReviewState
+from .models import NoteCuration, ReviewState, ScanJob
 
 APPROVED = Q(curation__state=ReviewState.APPROVED)
 MEMORISED = Q(curation__memorised=True)
@@ -131,3 +131,8 @@ def curation_notes(*, filters: dict, sort: str = "id") -> QuerySet[Note]:
     elif flag in RELEASE_FILTERS:
         notes = RELEASE_FILTERS[flag](notes)
     return notes.order_by(SORT_FIELDS.get(sort, "id"), "id")
+
+
+def scans_latest() -> dict[str, ScanJob | None]:
+    """The latest scan of each kind (None when it never ran), for the queue's scan panel."""
+    return {kind: ScanJob.objects.filter(kind=kind).order_by("-id").first() for kind in ScanJob.Kind.values}

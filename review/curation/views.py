@@ -21,7 +21,7 @@ from medsyn_site.core.progress import poll_response
 from .forms import CurationFilterForm, NoteEditForm, filter_form_bound, filter_form_filters
 from .models import ScanJob
 from .scans import do_start_scan
-from .selectors import curation_notes, note_curation, release_blockers
+from .selectors import curation_notes, note_curation, release_blockers, scans_latest
 from .services import (
     BULK_ACTIONS,
     EDITABLE_STATES,
@@ -57,7 +57,7 @@ def curation(request: HttpRequest) -> HttpResponse:
     if request.htmx and request.htmx.target == "queue":
         return render(request, "review/curation/_curation_queue.html", context)
     context.update(bulk_actions=[TRANSITIONS[a] for a in BULK_ACTIONS],
-                   scans={kind: ScanJob.objects.filter(kind=kind).first() for kind in ScanJob.Kind.values})
+                   scans=scans_latest())
     return render(request, "review/curation/curation.html", context)
 
 

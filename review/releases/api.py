@@ -17,6 +17,7 @@ from review.curation.api import filters_from_request
 
 from .forms import LICENCES
 from .models import Release, ReleaseExport
+from .selectors import releases_list
 from .services import do_create_release, do_retry_release_export, release_diff, release_preview
 from .views import release_file_response
 
@@ -54,9 +55,6 @@ class ReleaseCreateSerializer(serializers.Serializer):
     preview = serializers.BooleanField(required=False, default=False)
 
 
-def _releases():
-    return Release.objects.select_related("created_by", "export")
-
 
 class ReleasesView(APIView):
     """GET: every release. POST: create the next version of a release (or, with preview, count what it would hold)."""
@@ -66,7 +64,7 @@ class ReleasesView(APIView):
 
     @extend_schema(responses=ReleaseSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(ReleaseSerializer(_releases(), many=True).data)
+        return Response(ReleaseSerializer(releases_list(), many=True).data)
 
     @extend_schema(request=ReleaseCreateSerializer, responses=ReleaseSerializer)
     def post(self, request: Request) -> Response:
@@ -81,7 +79,7 @@ class ReleasesView(APIView):
         release = do_create_release(actor=request.user, name=values["name"], filters=filters,
                                     description=values["description"], licence=values["licence"],
                                     include_real=values["include_real"], real_data_licence=values["real_data_licence"])
-        return Response(ReleaseSerializer(_releases().get(pk=release.pk)).data, status=status.HTTP_201_CREATED)
+        return Response(ReleaseSerializer(releases_list().get(pk=release.pk)).data, status=status.HTTP_201_CREATED)
 
 
 class ReleaseView(APIView):
@@ -91,7 +89,7 @@ class ReleaseView(APIView):
 
     @extend_schema(responses=ReleaseSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(ReleaseSerializer(get_object_or_404(_releases(), pk=pk)).data)
+        return Response(ReleaseSerializer(get_object_or_404(releases_list(), pk=pk)).data)
 
 
 class ReleaseExportRetryView(APIView):
@@ -112,7 +110,7 @@ class ReleaseDownloadView(APIView):
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request: Request, pk: int, path: str) -> FileResponse:
-        return release_file_response(get_object_or_404(_releases(), pk=pk), path)
+        return release_file_response(get_object_or_404(releases_list(), pk=pk), path)
 
 
 class ReleaseDiffSerializer(serializers.Serializer):

@@ -19,6 +19,7 @@ from review.curation.services import text_diff_html
 
 from .forms import ReleaseCreateForm
 from .models import Release
+from .selectors import release_sample, releases_list, releases_other_than
 from .services import do_create_release, do_retry_release_export, release_diff, release_file_path, release_preview
 
 _manage_releases = permission_view("medsyn_site.manage_releases")
@@ -34,7 +35,7 @@ def releases(request: HttpRequest) -> HttpResponse:
     can_create = request.user.has_perm("medsyn_site.manage_releases")
     filter_form = filter_form_bound(request.POST if request.method == "POST" else request.GET)
     form = ReleaseCreateForm(request.POST or None)
-    context = {"releases": Release.objects.select_related("created_by", "export"), "form": form,
+    context = {"releases": releases_list(), "form": form,
                "filter_form": filter_form, "can_create": can_create}
     if request.method == "POST":
         if not can_create:
@@ -66,13 +67,13 @@ def releases(request: HttpRequest) -> HttpResponse:
 
 @_download
 def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    release = get_object_or_404(Release.objects.select_related("created_by", "export"), pk=pk)
+    release = get_object_or_404(releases_list(), pk=pk)
     context = {"release": release, "export": release.export}
     if request.htmx:
         response = render(request, "review/releases/_release_export.html", context)
         return poll_response(response, finished=release.export.finished)
     return render(request, "review/releases/release_detail.html", {
-        **context, "others": Release.objects.exclude(pk=pk), "sample": release.notes.order_by("idx")[:20]})
+        **context, "others": releases_other_than(release), "sample": release_sample(release)})
 
 
 @_manage_releases
