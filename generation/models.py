@@ -9,7 +9,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from medsyn_site.core.models import BackgroundJob
@@ -182,12 +181,6 @@ class GenerationJob(BackgroundJob):
 
     def __str__(self) -> str:
         return f"job {self.pk} ({self.status})"
-
-    @property
-    def stalled(self) -> bool:
-        if self.finished or self.updated_at is None:
-            return False
-        return timezone.now() - self.updated_at > self.STALLED_AFTER
 
     @property
     def resumable(self) -> bool:

@@ -243,8 +243,10 @@ def do_import_notes(*, job: NoteImportJob, progress: Progress | None = None) -> 
             else:
                 counts = medsyn_csv_import(path=job.source_file, source_dataset=job.source_dataset, progress=recorder)
             # The last progress write is behind us: the job row is this transaction's from here on.
-            job.mark_finished(JobStatus.DONE, created=counts.created, skipped=counts.skipped,
-                              progress_done=counts.total, progress_total=counts.total)
+            if not job.mark_finished(JobStatus.DONE, created=counts.created, skipped=counts.skipped,
+                                     progress_done=counts.total, progress_total=counts.total):
+                transaction.set_rollback(True)  # a duplicate delivery: the run that finished first stands
+                return None
             audit_write(actor=job.created_by, action=AuditEvent.IMPORT_NOTES, obj=job, from_state=JobStatus.RUNNING,
                         to_state=job.status, extra={"kind": job.kind, "file": job.original_name, "split": job.split,
                                                     "source_dataset": job.source_dataset, "created": counts.created,

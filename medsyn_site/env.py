@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 
 class ConfigError(Exception):
@@ -191,7 +191,8 @@ def result_backend_from_url(variable: str, url: str | None, *, broker_url: str) 
     """Where task results go: a Redis URL, or rpc:// (results sent back over an AMQP broker). Unset: the broker's
     Redis on db 2, or rpc:// when the broker is not Redis (Celery has no amqp:// result backend)."""
     if not url:
-        return broker_url.rsplit("/", 1)[0] + "/2" if urlsplit(broker_url).scheme in {"redis", "rediss"} else "rpc://"
+        broker = urlsplit(broker_url)
+        return urlunsplit(broker._replace(path="/2")) if broker.scheme in {"redis", "rediss"} else "rpc://"
     scheme = urlsplit(url).scheme
     if scheme == "rpc":
         return url

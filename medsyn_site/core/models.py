@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Value
@@ -103,6 +105,9 @@ class BackgroundJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # A queued or running job with no sign of life for this long has lost its worker or its message.
+    STALLED_AFTER = timedelta(minutes=10)
+
     class Meta:
         abstract = True
         ordering = ["-id"]
@@ -110,6 +115,12 @@ class BackgroundJob(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def stalled(self) -> bool:
+        if self.finished or self.updated_at is None:
+            return False
+        return timezone.now() - self.updated_at > self.STALLED_AFTER
 
     @property
     def percent(self) -> int:
@@ -124,9 +135,11 @@ class BackgroundJob(models.Model):
                     .update(status=JobStatus.RUNNING, started_at=Coalesce(F("started_at"), Value(now)),
                             updated_at=now))
 
-    def mark_finished(self, status: str, *, error: str = "", **fields: object) -> None:
-        """Record the end of the job (and any result fields) in one write."""
+    def mark_finished(self, status: str, *, error: str = "", **fields: object) -> bool:
+        """Record the end of a running job (and any result fields) in one write. False, and nothing written, when
+        the job is no longer running: another delivery of the same task finished it first, and its result stands."""
         now = timezone.now()
-        type(self).objects.filter(pk=self.pk).update(status=status, error=error, finished_at=now, updated_at=now,
-                                                     **fields)
+        written = type(self).objects.filter(pk=self.pk, status=JobStatus.RUNNING).update(
+            status=status, error=error, finished_at=now, updated_at=now, **fields)
         self.refresh_from_db()
+        return bool(written)

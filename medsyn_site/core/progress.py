@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand
 from django.db import connections, models
 from django.db.models.sql import UpdateQuery
 from django.http import HttpResponse
+from django.utils import timezone
 from django_htmx.http import HttpResponseStopPolling
 from tqdm import tqdm
 
@@ -49,7 +50,9 @@ class ProgressRecorder:
         self.write(progress_done=done, progress_total=total)
 
     def write(self, **fields: object) -> None:
-        """Update fields of the job row now, visible to other connections whatever transaction is open."""
+        """Update fields of the job row now, visible to other connections whatever transaction is open (and its
+        updated_at: a job that writes progress is alive)."""
+        fields.setdefault("updated_at", timezone.now())
         connection = connections[self.using]
         if not connection.in_atomic_block:
             self.model.objects.using(self.using).filter(pk=self.pk).update(**fields)

@@ -43,9 +43,11 @@ class StudyStateError(StateConflict):
 
 
 def questions_validate(questions: dict) -> dict:
+    if not isinstance(questions, dict):
+        raise ValidationError("The question set must be a JSON object with origin, confidence and likert.")
     likert = questions.get("likert")
-    if not isinstance(likert, list) or not all(isinstance(q, dict) and q.get("key") and q.get("label")
-                                                for q in likert):
+    if not isinstance(likert, list) or not all(isinstance(q, dict) and isinstance(q.get("key"), str) and q["key"]
+                                                and q.get("label") for q in likert):
         raise ValidationError("questions.likert must be a list of {key, label}")
     keys = [q["key"] for q in likert]
     if len(set(keys)) != len(keys):

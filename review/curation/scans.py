@@ -47,6 +47,8 @@ def do_start_scan(*, actor: AbstractBaseUser | None, kind: str, queue: bool = Tr
         raise ValidationError(f"Unknown scan {kind!r}; expected one of {', '.join(ScanJob.Kind.values)}.")
     active = ScanJob.objects.filter(kind=kind, status__in=ACTIVE_SCAN_STATUSES)
     if (running := active.first()) is not None:
+        if running.stalled and queue:  # its worker or its message was lost: send it again (a scan reruns cleanly)
+            transaction.on_commit(lambda: _queue(running))
         return running  # one scan of a kind at a time: the button twice is the same scan
     try:
         with transaction.atomic():

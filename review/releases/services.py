@@ -181,7 +181,11 @@ def do_create_release(*, actor: AbstractBaseUser | None, name: str, filters: dic
         raise ReleaseError("A release that includes real notes must name their licence.")
     filters = {key: value for key, value in filters.items() if key != "state"}
     approved = release_synthetic_candidates(filters)
-    synthetic_ids = list(notes_releasable(approved).order_by("icd_code", "id").values_list("id", flat=True))
+    candidates = list(notes_releasable(approved).values_list("id", flat=True))
+    # Lock the candidates, then ask again: an edit, a review action or a scan batch that committed meanwhile
+    # (they all lock the note) is seen, and none can change a note between this check and its snapshot.
+    locked = Note.objects.select_for_update(no_key=True, of=("self",)).filter(pk__in=candidates)
+    synthetic_ids = list(notes_releasable(locked).order_by("icd_code", "id").values_list("id", flat=True))
     real_ids = list(_real_candidates(filters).values_list("id", flat=True)) if include_real else []
     if not synthetic_ids and not real_ids:
         raise ReleaseError("No note can be released with this filter: approve notes (and scan them) first.")
@@ -215,16 +219,17 @@ def release_export_queue(release: Release) -> None:
 
 @transaction.atomic
 def do_retry_release_export(*, actor: AbstractBaseUser, release: Release) -> ReleaseExport:
-    """Reset a failed export to queued and queue it again; any other state is a conflict (it runs or is done)."""
+    """Reset a failed (or stalled: its worker or message was lost) export to queued and queue it again; any other
+    state is a conflict (it runs or is done)."""
     export = ReleaseExport.objects.select_for_update().get(release=release)
-    if export.status != JobStatus.FAILED:
+    if export.status != JobStatus.FAILED and not export.stalled:
         raise StateConflict(f"The export of {release} is {export.get_status_display().lower()}; "
-                            "only a failed export is retried.")
-    failed_with = export.error
+                            "only a failed or stalled export is retried.")
+    from_state, failed_with = export.status, export.error
     export.status, export.progress_done, export.error, export.step = JobStatus.QUEUED, 0, "", ""
     export.started_at = export.finished_at = None
     export.save(update_fields=["status", "progress_done", "error", "step", "started_at", "finished_at", "updated_at"])
-    audit_write(actor=actor, action=AuditEvent.RETRY_RELEASE_EXPORT, obj=export, from_state=JobStatus.FAILED,
+    audit_write(actor=actor, action=AuditEvent.RETRY_RELEASE_EXPORT, obj=export, from_state=from_state,
                 to_state=JobStatus.QUEUED, extra={"release": release.pk, "error": failed_with})
     transaction.on_commit(lambda: release_export_queue(release))
     return export

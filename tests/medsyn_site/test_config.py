@@ -107,6 +107,8 @@ def test_production_starts_with_proper_settings():
 
 @pytest.mark.parametrize(("broker", "given", "expected"), [
     ("redis://127.0.0.1:6390/1", "", "redis://127.0.0.1:6390/2"),
+    ("redis://127.0.0.1:6390", "", "redis://127.0.0.1:6390/2"),
+    ("rediss://h:6380/0?ssl_cert_reqs=none", "", "rediss://h:6380/2?ssl_cert_reqs=none"),
     ("amqp://guest:guest@127.0.0.1:5672//", "", "rpc://"),
     ("amqp://guest:guest@127.0.0.1:5672//", "redis://127.0.0.1:6390/3", "redis://127.0.0.1:6390/3"),
     ("amqp://guest:guest@127.0.0.1:5672//", "rpc://", "rpc://"),

@@ -36,6 +36,8 @@ class Migration(migrations.Migration):
             name='status',
             field=models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=16),
         ),
+        # Back to the old 8-character status: a cancelled scan (the old schema has no such state) becomes failed.
+        migrations.RunSQL(migrations.RunSQL.noop, "UPDATE review_scanjob SET status = 'failed' WHERE status = 'cancelled';"),
         migrations.AlterField(
             model_name='scanjob',
             name='created_by',

@@ -65,6 +65,8 @@ def test_job_runs_once_and_records_its_end():
     job.mark_finished(JobStatus.DONE, changed=False)
     assert job.finished and job.unchanged and job.started_at <= job.finished_at
     assert not job.mark_running()  # a redelivered task finds it finished
+    assert not job.mark_finished(JobStatus.FAILED, error="a late duplicate")  # and cannot overwrite its result
+    assert job.status == JobStatus.DONE and job.error == ""
 
 
 @pytest.mark.parametrize(("error", "status"), [

@@ -160,6 +160,9 @@ def test_curator_edits_questions_while_draft_only(client, make_user, note_pool):
     assert study.questions["likert"] == [{"key": "realism", "label": "Реалистичность"}]
     response = client.post(url, {"action": "questions", "questions": "{not json"}, follow=True)
     assert "not valid JSON" in response.content.decode()
+    for wrong in ("[1, 2]", '"text"', json.dumps(dict(questions, likert=[{"key": ["a"], "label": "x"}]))):
+        response = client.post(url, {"action": "questions", "questions": wrong}, follow=True)
+        assert response.status_code == 200 and "question" in response.content.decode().lower()
     client.post(url, {"action": "open"})
     response = client.post(url, {"action": "questions", "questions": json.dumps(study.questions | {"likert": []})},
                            follow=True)

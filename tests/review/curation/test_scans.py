@@ -246,3 +246,24 @@ def test_a_scan_of_a_kind_at_a_time_and_unknown_kinds(db):
         do_start_scan(actor=None, kind="everything")
     scan_run(running.pk)
     assert do_start_scan(actor=None, kind="duplicates", queue=False) != running  # the last one finished
+
+
+def test_a_stalled_scan_is_sent_again_instead_of_blocking_its_kind(db, monkeypatch, django_capture_on_commit_callbacks):
+    """A scan whose worker or message was lost stays queued; starting a scan of its kind sends it again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    sent = []
+    monkeypatch.setattr(scans, "_queue", lambda scan: sent.append(scan.pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        lost = do_start_scan(actor=None, kind="duplicates")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert do_start_scan(actor=None, kind="duplicates") == lost
+    assert sent == [lost.pk]  # alive: the button twice is the same scan, sent once
+    ScanJob.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - ScanJob.STALLED_AFTER - timedelta(1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert do_start_scan(actor=None, kind="duplicates") == lost
+    assert sent == [lost.pk, lost.pk]
+    scan_run(lost.pk)
+    assert ScanJob.objects.get(pk=lost.pk).status == "done"

@@ -48,7 +48,7 @@ def test_only_a_failed_export_is_retried(api, curator, curation_pool, settings, 
     release = do_create_release(actor=curator, name="retry", filters={}, queue_export=False)
     url = f"/api/review/releases/{release.pk}/export/retry/"
     queued = api.post(url)
-    assert queued.status_code == 409 and "only a failed export is retried" in queued.json()["detail"]
+    assert queued.status_code == 409 and "only a failed or stalled export is retried" in queued.json()["detail"]
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
     settings.RELEASES_DIR = blocked / "releases"
@@ -77,3 +77,21 @@ def test_researchers_read_but_do_not_retry(make_user, curator, curation_pool):
     researcher.force_authenticate(make_user("researcher"))
     assert researcher.get(f"/api/review/releases/{release.pk}/").status_code == 200
     assert researcher.post(f"/api/review/releases/{release.pk}/export/retry/").status_code == 403
+
+
+def test_a_stalled_export_can_be_retried(api, curator, curation_pool):
+    """An export whose worker or message was lost would otherwise stay queued for ever."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    approve(curator, curation_pool["synthetic"][0])
+    release = do_create_release(actor=curator, name="stalled", filters={}, queue_export=False)
+    url = f"/api/review/releases/{release.pk}/export/retry/"
+    assert api.post(url).status_code == 409  # queued a moment ago: alive
+    ReleaseExport.objects.filter(release=release).update(
+        updated_at=timezone.now() - ReleaseExport.STALLED_AFTER - timedelta(seconds=1))
+    assert api.post(url).status_code == 202
+    audit = AuditRecord.objects.get(action="retry_release_export")
+    assert (audit.from_state, audit.to_state) == ("queued", "queued")
+

@@ -35,7 +35,7 @@ def test_a_failed_export_is_retried_from_its_page(client, curator, curation_pool
     client.force_login(curator)
     retry = reverse("releases:release_retry", args=[release.pk])
     refused = client.post(retry, follow=True).content.decode()
-    assert "only a failed export is retried" in refused
+    assert "only a failed or stalled export is retried" in refused
     ReleaseExport.objects.filter(release=release).update(status="failed", error="OSError: disk full")
     page = client.get(reverse("releases:release_detail", args=[release.pk])).content.decode()
     assert "OSError: disk full" in page and 'data-testid="export-retry"' in page
