@@ -317,3 +317,34 @@ def test_importing_real_notes_invalidates_the_memorisation_check(curation_pool, 
                  source="new.jsonl", origin="real", source_dataset="RuMedTop3")
     preview = release_preview(filters={})
     assert preview.synthetic == 0 and "not checked for memorisation" in next(iter(preview.held_back))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_note_reopened_while_a_release_is_made_stays_out_of_it(curation_pool, curator, monkeypatch):
+    """The candidates are read, then another curator reopens one and commits, then the snapshot is written: the
+    release checks its candidates again under a lock, so the reopened note is not frozen."""
+    kept, reopened = curation_pool["synthetic"][:2]
+    approve(curator, kept, reopened)
+    first_read = []
+
+    def reopen_in_another_session() -> None:
+        try:
+            do_transition_note(actor=curator, note=reopened, action="reopen", reason="a second look")
+        finally:
+            connection.close()
+
+    def candidates_then_a_concurrent_reopen(notes):
+        releasable = services_notes_releasable(notes)
+        if first_read:
+            return releasable
+        first_read.extend(releasable.values_list("id", flat=True))
+        reopening = threading.Thread(target=reopen_in_another_session)
+        reopening.start()
+        reopening.join()
+        return Note.objects.filter(pk__in=first_read)  # what the release read before the reopen committed
+
+    services_notes_releasable = services.notes_releasable
+    monkeypatch.setattr(services, "notes_releasable", candidates_then_a_concurrent_reopen)
+    release = do_create_release(actor=curator, name="race", filters={}, queue_export=False)
+    assert sorted(first_read) == sorted([kept.pk, reopened.pk])
+    assert list(release.notes.values_list("note_id", flat=True)) == [kept.pk]
