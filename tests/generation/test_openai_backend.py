@@ -13,9 +13,11 @@ from generation.models import ModelConfig
 
 
 def api_config(url: str, **overrides) -> ModelConfig:
+    """An API model configuration; one request at a time unless overridden, since these tests script the fake
+    server's faults in the order requests arrive (test_openai_concurrency covers requests in flight together)."""
     values = {"name": "fake", "backend": "openai", "base_url": url, "api_model": "fake-gpt", "temperature": 0.2,
               "top_p": 0.9, "max_new_tokens": 64, "timeout_seconds": 0.5, "max_retries": 3,
-              "backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.05, **overrides}
+              "backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.05, "concurrency": 1, **overrides}
     return ModelConfig(**values)
 
 
