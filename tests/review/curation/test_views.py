@@ -47,6 +47,9 @@ def test_note_pane_shows_inputs_scores_and_refusals(client, make_user, curation_
     assert "кашель; слабость" in pane and curation_pool["real"][0].text[:40] in pane and "symptom_recall" in pane
     response = client.post(reverse("curation:curation_transition", args=[note.pk, "approve"]), HTTP_HX_REQUEST="true")
     assert "Cannot approve note" in response.content.decode() and response["HX-Trigger"] == "curation-changed"
+    submitted = client.post(reverse("curation:curation_transition", args=[curation_pool["synthetic"][1].pk, "submit"]),
+                            HTTP_HX_REQUEST="true").content.decode()
+    assert "Note submitted for review (generated → pending_review)" in submitted  # the history names the event
     assert "held back: not approved (Generated)" in response.content.decode()
     assert _state(note) == "generated"
     NoteCurationFactory(note=note, state="approved", memorisation_checked_version=1, memorised=True,
