@@ -1,11 +1,17 @@
-"""Roles are Django groups; each is a fixed set of the permissions defined on medsyn_site.Access."""
+"""Roles are Django groups; each is a fixed set of the permissions defined on medsyn_site.Access.
+
+Blinding is a property of permissions too: a user who can see notes' origins anywhere (sees_origins) may not rate,
+and their ratings never count (origin_seers). So no role holds rate_notes with any of ORIGIN_PERMISSIONS: the
+administrator rates nothing (a demo physician does)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
 
@@ -32,8 +38,8 @@ ROLES: tuple[Role, ...] = (
     Role(
         "admin",
         _("Administrator"),
-        ("browse_graph", "manage_graph", "run_generation", "rate_notes", "manage_studies", "view_results",
-         "curate_notes", "manage_releases", "download_releases", "view_status"),
+        ("browse_graph", "manage_graph", "run_generation", "manage_studies", "view_results", "curate_notes",
+         "manage_releases", "download_releases", "view_status"),
     ),
 )
 ROLE_NAMES = tuple(role.name for role in ROLES)
@@ -59,3 +65,21 @@ def user_roles(user) -> list[str]:
     if not user.is_authenticated:
         return []
     return sorted(user.groups.filter(name__in=ROLE_NAMES).values_list("name", flat=True))
+
+
+# Permissions that show a note's origin (results, curation, generated notes, pools, releases): a user holding any of
+# them may not rate, since they could recognise a note and their answers would not be blind.
+ORIGIN_PERMISSIONS = ("view_results", "curate_notes", "run_generation", "manage_studies", "manage_releases",
+                      "download_releases")
+
+
+def sees_origins(user: AbstractBaseUser) -> bool:
+    """True for a user who can see notes' origins anywhere in the product (a superuser always can)."""
+    return bool(user.is_superuser) or any(user.has_perm(f"medsyn_site.{name}") for name in ORIGIN_PERMISSIONS)
+
+
+def origin_seers() -> QuerySet:
+    """Every user who sees_origins, as a query (for leaving their ratings out of results)."""
+    permissions = Permission.objects.filter(content_type__app_label="medsyn_site", codename__in=ORIGIN_PERMISSIONS)
+    return get_user_model().objects.filter(Q(is_superuser=True) | Q(groups__permissions__in=permissions)
+                                           | Q(user_permissions__in=permissions)).values("pk")

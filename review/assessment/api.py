@@ -12,14 +12,23 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from medsyn_site.core.api import HasPerm
+from medsyn_site.core.icd10 import icd_category_names
 
 from .models import Study
-from .results import study_results
+from .results import results_access_check, study_results
 from .selectors import studies_open_for_rater
-from .services import assignment_next, do_skip_item, do_submit_rating
+from .services import (
+    SyntheticFilter,
+    assignment_next,
+    do_build_study_pool,
+    do_skip_item,
+    do_submit_rating,
+    rater_blind_check,
+)
 
 CanRate = HasPerm.of("rate_notes")
 CanViewResults = HasPerm.of("view_results")
+CanManageStudies = HasPerm.of("manage_studies")
 
 
 class RaterStudySerializer(serializers.Serializer):
@@ -51,6 +60,7 @@ class RaterStudiesView(APIView):
 
     @extend_schema(responses=RaterStudySerializer(many=True))
     def get(self, request: Request) -> Response:
+        rater_blind_check(request.user)
         return Response(RaterStudySerializer(studies_open_for_rater(request.user), many=True).data)
 
 
@@ -102,4 +112,36 @@ class ResultsView(APIView):
 
     @extend_schema(responses=serializers.JSONField())
     def get(self, request: Request, study_id: int) -> Response:
-        return Response(study_results(get_object_or_404(Study, pk=study_id)))
+        study = get_object_or_404(Study, pk=study_id)
+        results_access_check(study, request.user)
+        return Response(study_results(study))
+
+
+class PoolSerializer(serializers.Serializer):
+    n_per_origin = serializers.IntegerField(min_value=1, max_value=100000)
+    seed = serializers.IntegerField()
+    models = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    variants = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    job_ids = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
+    include_failed_checks = serializers.BooleanField(required=False, default=False)
+
+
+class PoolView(APIView):
+    """(Re)build the matched pool of a draft study; answers the pool report and the blinding report."""
+
+    permission_classes = [CanManageStudies]
+
+    @extend_schema(request=PoolSerializer, responses=serializers.JSONField())
+    def post(self, request: Request, study_id: int) -> Response:
+        study = get_object_or_404(Study, pk=study_id)
+        payload = PoolSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        do_build_study_pool(
+            actor=request.user, study=study, n_per_origin=data["n_per_origin"], seed=data["seed"],
+            synthetic=SyntheticFilter(job_ids=tuple(data["job_ids"]), models=tuple(data["models"]),
+                                      variants=tuple(data["variants"])),
+            diagnosis_names=icd_category_names(), include_failed_checks=data["include_failed_checks"],
+        )
+        study.refresh_from_db()
+        return Response({"pool_report": study.pool_report, "blinding_report": study.blinding_report})

@@ -8,4 +8,5 @@ urlpatterns = [
     path("studies/<int:study_id>/submit/", api.SubmitView.as_view(), name="api-review-submit"),
     path("studies/<int:study_id>/skip/", api.SkipView.as_view(), name="api-review-skip"),
     path("studies/<int:study_id>/results/", api.ResultsView.as_view(), name="api-review-results"),
+    path("studies/<int:study_id>/pool/", api.PoolView.as_view(), name="api-review-pool"),
 ]

@@ -18,6 +18,10 @@ class StudyCreateForm(forms.Form):
                              required=False)
     variants = forms.CharField(label=_("Only these prompt variants (comma-separated, optional)"), required=False)
     jobs = forms.CharField(label=_("Only these generation job ids (comma-separated, optional)"), required=False)
+    include_failed_checks = forms.BooleanField(
+        label=_("Also take synthetic notes that failed their automatic checks or are flagged by a curation scan"),
+        required=False, initial=False,
+        help_text=_("Off by default: such notes are easy to spot and would make the study measure the checks."))
 
     def clean_jobs(self) -> tuple[int, ...]:
         try:

@@ -35,6 +35,9 @@ class Study(models.Model):
     overlap_k = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(50)])
     state = models.CharField(max_length=8, choices=State.choices, default=State.DRAFT)
     pool_report = models.JSONField(default=dict, blank=True)
+    # Measured when the pool is built (services.blinding_report): notes the normaliser changed per origin, and the
+    # origin classifier's accuracies on raw, normalised and content-only texts (origin_probe).
+    blinding_report = models.JSONField(default=dict, blank=True)
     physicians = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="assessment_studies")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

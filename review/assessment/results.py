@@ -1,4 +1,8 @@
-"""Results of a study: detection, agreement, Likert comparisons, per-note detectability, plots and exports."""
+"""Results of a study: detection, agreement, Likert comparisons, per-note detectability, plots and exports.
+
+Who may see them: results_access_check. Ratings by people who can see notes' origins
+(medsyn_site.roles.origin_seers) are not blind and are left out of every result and export (their number is reported).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,27 @@ import io
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator
+from django.utils.translation import gettext as _
+
 from medsyn_site.core.icd10 import icd_chapter
+from medsyn_site.core.spreadsheet import csv_row_safe
+from medsyn_site.roles import origin_seers
 
 from . import stats
-from .models import Rating, Study
+from .models import Assignment, Rating, Study
+
+
+def results_access_check(study: Study, user: AbstractBaseUser) -> None:
+    """Refuse the results of an open study (page, API, exports) to anyone who rated in it or holds an item of it:
+    seeing which notes were synthetic while still rating would unblind them."""
+    if study.state == Study.State.OPEN and Assignment.objects.filter(study=study, physician=user).exists():
+        raise PermissionDenied(_("You rate in this study, so its results are not shown to you while it is open. "
+                                 "They are shown once it closes."))
 
 
 @dataclass(frozen=True)
@@ -31,8 +52,13 @@ class RatingRow:
     variant: str
 
 
+def _blind_ratings(study: Study):
+    return Rating.objects.filter(assignment__study=study).exclude(assignment__physician__in=origin_seers())
+
+
 def rating_rows(study: Study) -> list[RatingRow]:
-    ratings = (Rating.objects.filter(assignment__study=study)
+    """The study's blind ratings (those of people who can see origins are left out), oldest assignment first."""
+    ratings = (_blind_ratings(study)
                .select_related("assignment__item__note", "assignment__physician").order_by("assignment_id"))
     rows = []
     for rating in ratings:
@@ -67,7 +93,8 @@ def _grouped(rows: list[RatingRow], key) -> dict[str, dict]:
 def study_results(study: Study) -> dict:
     rows = rating_rows(study)
     summary: dict = {"study": study.name, "state": study.state, "overlap_k": study.overlap_k, "n_ratings": len(rows),
-                     "n_items": study.items.count()}
+                     "n_items": study.items.count(),
+                     "n_ratings_not_blind": Rating.objects.filter(assignment__study=study).count() - len(rows)}
     if not rows:
         return summary
     summary["detection"] = _detection(rows)
@@ -90,12 +117,13 @@ def study_results(study: Study) -> dict:
             summary["fleiss_kappa"] = stats.fleiss_kappa(table)
         except ValueError:
             summary["fleiss_kappa"] = None
-    likert_keys = [q["key"] for q in study.questions.get("likert", [])]
+    questions = {q["key"]: q.get("label") or q["key"] for q in study.questions.get("likert", [])}
     summary["likert"] = {}
-    for key in likert_keys:
+    for key, label in questions.items():
         real = [r.likert[key] for r in rows if not r.is_synthetic and key in r.likert]
         synthetic = [r.likert[key] for r in rows if r.is_synthetic and key in r.likert]
         entry: dict = {
+            "label": label,
             "real": {str(v): real.count(v) for v in range(1, 6)},
             "synthetic": {str(v): synthetic.count(v) for v in range(1, 6)},
             "real_mean": sum(real) / len(real) if real else None,
@@ -125,30 +153,43 @@ RAW_COLUMNS = ("item_token", "physician", "is_synthetic", "judged_synthetic", "c
 
 
 def ratings_csv(study: Study) -> str:
+    """The raw ratings as CSV; every cell goes through core.spreadsheet.csv_row_safe (no cell runs as a formula),
+    while the JSON exports keep every value exactly."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     likert_keys = [q["key"] for q in study.questions.get("likert", [])]
     header = [c for c in RAW_COLUMNS if c != "likert"]
-    writer.writerow(header + likert_keys)
+    writer.writerow(csv_row_safe(header + likert_keys))
     for row in rating_rows(study):
         data = asdict(row)
-        writer.writerow([data[c] for c in header] + [row.likert.get(k, "") for k in likert_keys])
+        writer.writerow(csv_row_safe([data[c] for c in header] + [row.likert.get(k, "") for k in likert_keys]))
     return buffer.getvalue()
 
 
-def bar_chart_svg(series: list[tuple[str, float, float]], *, title: str, max_value: float) -> str:
-    """Grouped horizontal bars: (label, real value, synthetic value) rows, drawn as plain SVG on the server."""
+def _joined(parts: list[SafeString]) -> SafeString:
+    """Pieces that format_html built (so every value in them is escaped), as one safe string."""
+    return mark_safe("".join(parts))  # noqa: S308 - each part is a format_html result
+
+
+def bar_chart_svg(series: list[tuple[str, float, float]], *, title: str, max_value: float) -> SafeString:
+    """Grouped horizontal bars: (label, real value, synthetic value) rows, drawn as plain SVG on the server.
+
+    Labels and the title may come from users (a study's question labels, usernames): format_html escapes every
+    value, so none can add markup; a long label is shortened on the chart and given whole in its tooltip."""
     row_height, left, width = 34, 170, 360
-    height = 40 + row_height * len(series)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 70}" height="{height}" '
-             f'role="img" aria-label="{title}"><text x="4" y="18" font-size="14" font-weight="600">{title}</text>']
+    rows = []
     for i, (label, real, synthetic) in enumerate(series):
         y = 30 + i * row_height
-        parts.append(f'<text x="4" y="{y + 18}" font-size="12">{label}</text>')
-        for offset, value, colour, name in ((0, real, "#1a7f37", "real"), (14, synthetic, "#c2410c", "synthetic")):
+        rows.append(format_html('<text x="4" y="{}" font-size="12">{}<title>{}</title></text>', y + 18,
+                                Truncator(str(label)).chars(26), label))
+        for offset, value, colour, name in ((0, real, "#1a7f37", _("real")), (14, synthetic, "#c2410c",
+                                                                             _("synthetic"))):
             bar = 0 if max_value == 0 else width * value / max_value
-            parts.append(f'<rect x="{left}" y="{y + offset}" width="{bar:.1f}" height="12" fill="{colour}">'
-                         f'<title>{name}: {value:.2f}</title></rect>'
-                         f'<text x="{left + bar + 4:.1f}" y="{y + offset + 10}" font-size="10">{value:.2f}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+            rows.append(format_html(
+                '<rect x="{}" y="{}" width="{}" height="12" fill="{}"><title>{}: {}</title></rect>'
+                '<text x="{}" y="{}" font-size="10">{}</text>',
+                left, y + offset, f"{bar:.1f}", colour, name, f"{value:.2f}", f"{left + bar + 4:.1f}", y + offset + 10,
+                f"{value:.2f}"))
+    return format_html('<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" role="img" aria-label="{}">'
+                       '<text x="4" y="18" font-size="14" font-weight="600">{}</text>{}</svg>',
+                       left + width + 70, 40 + row_height * len(series), title, title, _joined(rows))

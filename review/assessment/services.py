@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -12,17 +13,22 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from generation.models import Note
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.icd10 import icd_category_names
 from medsyn_site.core.models import AuditEvent
+from medsyn_site.roles import sees_origins
+from review.curation.selectors import FLAGGED, OVERRIDDEN
 
 from .blinding import length_band, rater_text
 from .models import Assignment, Rating, Study, StudyItem
+from .origin_probe import origin_probe
+from .results import RAW_COLUMNS
 from .selectors import rater_listed_for
 
 DEFAULT_QUESTIONS: dict = {
@@ -42,19 +48,51 @@ class StudyStateError(StateConflict):
     """The action is not allowed in the study's current state."""
 
 
+LIKERT_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# Names a Likert key may not take: the rating form's own fields and every column of the rating exports.
+RESERVED_KEYS = frozenset({"origin", "token", "confidence", "is_synthetic", "judged_synthetic", "comment", "physician",
+                           "likert", "reason", "answers", "csrfmiddlewaretoken", *RAW_COLUMNS})
+LABEL_MAX = 300
+
+
+def _label_check(value: object, where: str) -> None:
+    if not isinstance(value, str) or not value.strip() or len(value) > LABEL_MAX:
+        raise ValidationError(_("%(where)s needs a label: text of 1 to %(max)s characters.")
+                              % {"where": where, "max": LABEL_MAX})
+
+
+def _likert_key_check(key: object, seen: set[str]) -> None:
+    if not isinstance(key, str) or not LIKERT_KEY.match(key):
+        raise ValidationError(_("Likert question key %(key)s is not allowed: a key is a lower-case letter followed "
+                                "by up to 39 lower-case letters, digits or _ (the label is free text).")
+                              % {"key": repr(key)})
+    if key in RESERVED_KEYS:
+        raise ValidationError(_("Likert question key %(key)s is reserved (it names an answer of the rating form or a "
+                                "column of the exports); choose another key.") % {"key": repr(key)})
+    if key in seen:
+        raise ValidationError(_("Likert question keys must be unique (%(key)s is used twice).") % {"key": repr(key)})
+    seen.add(key)
+
+
 def questions_validate(questions: dict) -> dict:
+    """The question set, checked: origin and confidence with labels, Likert questions {key, label} with
+    identifier-like, unique, unreserved keys. Labels are free text (always escaped where shown)."""
     if not isinstance(questions, dict):
-        raise ValidationError("The question set must be a JSON object with origin, confidence and likert.")
+        raise ValidationError(_("The question set must be a JSON object with origin, confidence and likert."))
     likert = questions.get("likert")
-    if not isinstance(likert, list) or not all(isinstance(q, dict) and isinstance(q.get("key"), str) and q["key"]
-                                                and q.get("label") for q in likert):
-        raise ValidationError("questions.likert must be a list of {key, label}")
-    keys = [q["key"] for q in likert]
-    if len(set(keys)) != len(keys):
-        raise ValidationError("Likert question keys must be unique")
+    if not isinstance(likert, list) or not all(isinstance(q, dict) for q in likert):
+        raise ValidationError(_("questions.likert must be a list of {key, label}"))
+    seen: set[str] = set()
+    for question in likert:
+        _likert_key_check(question.get("key"), seen)
+        _label_check(question.get("label"), f"questions.likert.{question['key']}")
     for part in ("origin", "confidence"):
-        if not isinstance(questions.get(part), dict) or not questions[part].get("label"):
-            raise ValidationError(f"questions.{part} needs a label")
+        if not isinstance(questions.get(part), dict):
+            raise ValidationError(_("questions.%(part)s needs a label") % {"part": part})
+        _label_check(questions[part].get("label"), f"questions.{part}")
+    if "comment" in questions and (not isinstance(questions["comment"], dict)
+                                   or not isinstance(questions["comment"].get("label", ""), str)):
+        raise ValidationError(_("questions.comment must be an object with a text label"))
     return questions
 
 
@@ -97,22 +135,24 @@ class SyntheticFilter:
                 and (not self.variants or meta.get("prompt_variant") in self.variants))
 
 
-@transaction.atomic
-def do_build_study_pool(*, actor: AbstractBaseUser, study: Study, n_per_origin: int, seed: int,
-                        synthetic: SyntheticFilter = SyntheticFilter(),
-                        diagnosis_names: dict[str, str] | None = None) -> dict:
-    """N real and N synthetic notes matched by ICD category and length band; the remaining mismatch is reported.
+# A synthetic note that failed its automatic checks (generation.checks, stored in metadata["checks"]) or that a
+# curation scan flagged as a near duplicate or a memorised real note (flag not overridden).
+FAILED_CHECKS = Q(metadata__checks__passed=False) | (FLAGGED & ~OVERRIDDEN)
 
-    Each synthetic note (in seeded random order) takes an unused real note of the same category and
-    length band, or failing that of the same category in another band; a synthetic note with no real
-    partner of its category is not used.
-    """
-    study = _lock(study)
-    if study.state != Study.State.DRAFT:
-        raise StudyStateError("The pool can only be built while the study is a draft.")
-    rng = random.Random(seed)
-    candidates = [n for n in Note.objects.filter(origin=Note.Origin.SYNTHETIC).order_by("id") if synthetic.accepts(n)]
-    rng.shuffle(candidates)
+
+def _synthetic_candidates(synthetic: SyntheticFilter, include_failed_checks: bool) -> tuple[list[Note], int]:
+    """The synthetic notes the filter accepts, in id order, and how many were left out for failed checks."""
+    notes = Note.objects.filter(origin=Note.Origin.SYNTHETIC).order_by("id")
+    accepted = [n for n in notes if synthetic.accepts(n)]
+    if include_failed_checks:
+        return accepted, 0
+    failed = set(notes.filter(FAILED_CHECKS).values_list("pk", flat=True))
+    kept = [n for n in accepted if n.pk not in failed]
+    return kept, len(accepted) - len(kept)
+
+
+def _matched_pairs(candidates: list[Note], n_per_origin: int, rng: random.Random) -> list[tuple[Note, Note, bool]]:
+    """(synthetic, real, same length band) pairs; see do_build_study_pool."""
     reals: dict[str, dict[str, list[Note]]] = defaultdict(lambda: defaultdict(list))
     real_notes = list(Note.objects.filter(origin=Note.Origin.REAL, icd_category__in={n.icd_category
                                                                                       for n in candidates})
@@ -134,6 +174,40 @@ def do_build_study_pool(*, actor: AbstractBaseUser, study: Study, n_per_origin: 
             other = next((b for b in sorted(bands) if bands[b]), None)
             if other is not None:
                 pairs.append((note, bands[other].pop(), False))
+    return pairs
+
+
+def blinding_report(items: list[StudyItem], seed: int) -> dict:
+    """How many notes of each origin the normaliser changed, and how well a classifier tells origin from the raw,
+    normalised and content-only texts (origin_probe)."""
+    normaliser = {}
+    for origin, flag in (("real", False), ("synthetic", True)):
+        mine = [item for item in items if item.is_synthetic == flag]
+        normaliser[origin] = {"notes": len(mine), "changed": sum(item.display_text != item.note.text for item in mine)}
+    probe = origin_probe([item.note.text for item in items], [item.display_text for item in items],
+                         [item.is_synthetic for item in items], seed=seed)
+    return {"normaliser": normaliser, "origin_probe": probe}
+
+
+@transaction.atomic
+def do_build_study_pool(*, actor: AbstractBaseUser, study: Study, n_per_origin: int, seed: int,
+                        synthetic: SyntheticFilter = SyntheticFilter(),
+                        diagnosis_names: dict[str, str] | None = None, include_failed_checks: bool = False) -> dict:
+    """N real and N synthetic notes matched by ICD category and length band; the remaining mismatch is reported.
+
+    Each synthetic note (in seeded random order) takes an unused real note of the same category and
+    length band, or failing that of the same category in another band; a synthetic note with no real
+    partner of its category is not used. Synthetic notes that failed their automatic checks (FAILED_CHECKS)
+    stay out unless include_failed_checks says to take them on purpose. The study's blinding report
+    (blinding_report) is measured on the new pool.
+    """
+    study = _lock(study)
+    if study.state != Study.State.DRAFT:
+        raise StudyStateError(_("The pool can only be built while the study is a draft."))
+    rng = random.Random(seed)
+    candidates, excluded = _synthetic_candidates(synthetic, include_failed_checks)
+    rng.shuffle(candidates)
+    pairs = _matched_pairs(candidates, n_per_origin, rng)
     names = diagnosis_names or {}
     study.items.all().delete()
     items = []
@@ -152,19 +226,23 @@ def do_build_study_pool(*, actor: AbstractBaseUser, study: Study, n_per_origin: 
         "matched_category_only": len(pairs) - exact, "short_of_request": n_per_origin - len(pairs), "seed": seed,
         "synthetic_filter": {"job_ids": list(synthetic.job_ids), "models": list(synthetic.models),
                              "variants": list(synthetic.variants)},
+        "failed_checks_included": include_failed_checks, "failed_checks_left_out": excluded,
     }
-    study.save(update_fields=["pool_report"])
-    audit_write(actor=actor, action=AuditEvent.BUILD_STUDY_POOL, obj=study, extra=study.pool_report)
+    study.blinding_report = blinding_report(items, seed)
+    study.save(update_fields=["pool_report", "blinding_report"])
+    audit_write(actor=actor, action=AuditEvent.BUILD_STUDY_POOL, obj=study,
+                extra={**study.pool_report, "blinding": study.blinding_report})
     return study.pool_report
 
 
 @transaction.atomic
 def do_set_up_study(*, actor: AbstractBaseUser, name: str, instructions: str, overlap_k: int, n_per_origin: int,
-                    seed: int, synthetic: SyntheticFilter = SyntheticFilter()) -> Study:
+                    seed: int, synthetic: SyntheticFilter = SyntheticFilter(),
+                    include_failed_checks: bool = False) -> Study:
     """A new draft study with its matched pool, both or neither (the study form's one action)."""
     study = do_create_study(actor=actor, name=name, instructions=instructions, overlap_k=overlap_k)
     do_build_study_pool(actor=actor, study=study, n_per_origin=n_per_origin, seed=seed, synthetic=synthetic,
-                        diagnosis_names=icd_category_names())
+                        diagnosis_names=icd_category_names(), include_failed_checks=include_failed_checks)
     study.refresh_from_db()
     return study
 
@@ -175,8 +253,12 @@ def do_open_study(*, actor: AbstractBaseUser, study: Study, physicians: Iterable
     if study.state != Study.State.DRAFT:
         raise StudyStateError(f"Only a draft study can be opened (this one is {study.state}).")
     if not study.items.exists():
-        raise StudyStateError("Build the pool before opening the study.")
+        raise StudyStateError(_("Build the pool before opening the study."))
     physicians = list(physicians)
+    not_blind = sorted(p.get_username() for p in physicians if sees_origins(p))
+    if not_blind:
+        raise ValidationError(_("These people can see notes' origins and so cannot rate blind: %(names)s.")
+                              % {"names": ", ".join(not_blind)})
     if physicians:
         study.physicians.set(physicians)
     study.state, study.opened_at = Study.State.OPEN, timezone.now()
@@ -197,11 +279,20 @@ def do_close_study(*, actor: AbstractBaseUser, study: Study) -> Study:
     return study
 
 
+def rater_blind_check(user: AbstractBaseUser) -> None:
+    """Refuse a rater who can see notes' origins (medsyn_site.roles.sees_origins): their answers would not be blind."""
+    if sees_origins(user):
+        raise PermissionDenied(_("You can see notes' origins (results, curation, generated notes, study pools or "
+                                 "releases), so you cannot rate in blind studies. Ratings are given by physicians "
+                                 "who see none of these."))
+
+
 def _check_rater(study: Study, physician: AbstractBaseUser) -> None:
     if not physician.has_perm("medsyn_site.rate_notes"):
-        raise PermissionDenied("Only physicians rate notes.")
+        raise PermissionDenied(_("Only physicians rate notes."))
+    rater_blind_check(physician)
     if not rater_listed_for(study, physician):
-        raise PermissionDenied("You are not a rater of this study.")
+        raise PermissionDenied(_("You are not a rater of this study."))
 
 
 def _personal_start(study: Study, physician: AbstractBaseUser, draw: int) -> int:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import wraps
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -13,7 +16,7 @@ from medsyn_site.access import permission_view
 
 from .forms import StudyCreateForm
 from .models import Rating, Study
-from .results import bar_chart_svg, ratings_csv, study_results
+from .results import bar_chart_svg, rating_rows, ratings_csv, results_access_check, study_results
 from .selectors import rater_progress, ratings_by_rater, studies_listed, studies_open_for_rater, study_progress
 from .services import (
     StudyStateError,
@@ -25,12 +28,30 @@ from .services import (
     do_skip_item,
     do_submit_rating,
     do_update_study_questions,
+    rater_blind_check,
 )
 
 SCALE = range(1, 6)
-_rate = permission_view("medsyn_site.rate_notes")
 _manage_studies = permission_view("medsyn_site.manage_studies")
 _view_results = permission_view("medsyn_site.view_results")
+
+
+def _refused(request: HttpRequest, error: PermissionDenied) -> HttpResponse:
+    """403 with the reason spelled out (the services' message), not a bare "Forbidden"."""
+    return render(request, "review/assessment/refused.html", {"reason": " ".join(map(str, error.args))}, status=403)
+
+
+def _rate(view: Callable) -> Callable:
+    """A rating page: the rate_notes permission, and refused (with the reason) to anyone who can see origins."""
+    @wraps(view)
+    def blind_only(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            rater_blind_check(request.user)
+        except PermissionDenied as error:
+            return _refused(request, error)
+        return view(request, *args, **kwargs)
+
+    return permission_view("medsyn_site.rate_notes")(blind_only)
 
 
 @_rate
@@ -130,6 +151,7 @@ def studies(request: HttpRequest) -> HttpResponse:
             n_per_origin=data["n_per_origin"], seed=data["seed"],
             synthetic=SyntheticFilter(models=form.split(data["models"]), variants=form.split(data["variants"]),
                                       job_ids=data["jobs"]),
+            include_failed_checks=data["include_failed_checks"],
         )
         messages.success(request, _("Study created with %(pairs)s matched pairs.") % {
             "pairs": study.pool_report["pairs"]})
@@ -161,17 +183,22 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "review/assessment/study_detail.html", {
         "study": study, **study_progress(study),
         "questions_json": json.dumps(study.questions, ensure_ascii=False, indent=2),
+        "normaliser": study.blinding_report.get("normaliser"), "probe": study.blinding_report.get("origin_probe"),
     })
 
 
 @_view_results
 def study_results_page(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_object_or_404(Study, pk=pk)
+    try:
+        results_access_check(study, request.user)
+    except PermissionDenied as error:
+        return _refused(request, error)
     summary = study_results(study)
     plots = []
     if summary.get("likert"):
-        series = [(key, entry["real_mean"] or 0, entry["synthetic_mean"] or 0)
-                  for key, entry in summary["likert"].items()]
+        series = [(entry["label"], entry["real_mean"] or 0, entry["synthetic_mean"] or 0)
+                  for entry in summary["likert"].values()]
         plots.append(bar_chart_svg(series, title=_("Mean Likert scores: real (green) vs synthetic (orange)"),
                                    max_value=5))
     if summary.get("per_physician"):
@@ -184,15 +211,15 @@ def study_results_page(request: HttpRequest, pk: int) -> HttpResponse:
 @_view_results
 def study_export(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     study = get_object_or_404(Study, pk=pk)
+    try:
+        results_access_check(study, request.user)
+    except PermissionDenied as error:
+        return _refused(request, error)
     if kind == "ratings.csv":
         response = HttpResponse(ratings_csv(study), content_type="text/csv; charset=utf-8")
     elif kind == "summary.json":
         response = JsonResponse(study_results(study), json_dumps_params={"ensure_ascii": False, "indent": 2})
     elif kind == "ratings.json":
-        from dataclasses import asdict
-
-        from .results import rating_rows
-
         response = HttpResponse(json.dumps([asdict(r) for r in rating_rows(study)], ensure_ascii=False),
                                 content_type="application/json")
     else:

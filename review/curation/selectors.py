@@ -12,6 +12,7 @@ from django.db.models.functions import Cast, Coalesce
 
 from generation.models import Note
 from generation.selectors import synthetic_notes_filter
+from medsyn_site.roles import origin_seers
 
 from .models import NoteCuration, ReviewState, ScanJob
 
@@ -86,10 +87,12 @@ def notes_in_states(notes: QuerySet[Note], states: Iterable[str]) -> QuerySet[No
 
 
 def _detectability() -> Avg:
-    """Share of the ratings of a note (over all studies) that judged it synthetic; None when never rated."""
+    """Share of the blind ratings of a note (over all studies) that judged it synthetic; None when never rated.
+    Ratings by someone who can see origins (roles.origin_seers) are not blind and do not count."""
     judged = "study_items__assignments__rating__judged_synthetic"
     return Avg(Case(When(**{judged: True}, then=Value(1.0)), When(**{judged: False}, then=Value(0.0)),
-                    output_field=FloatField()))
+                    output_field=FloatField()),
+               filter=~Q(study_items__assignments__physician__in=origin_seers()))
 
 
 FLAG_FILTERS = {

@@ -2,8 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from review.assessment.models import StudyItem
-from review.assessment.services import do_build_study_pool, do_close_study, do_create_study, do_open_study
+from review.assessment.models import Assignment, StudyItem
+from review.assessment.services import (
+    assignment_next,
+    do_build_study_pool,
+    do_close_study,
+    do_create_study,
+    do_open_study,
+    do_submit_rating,
+)
 
 ANSWERS = {"origin": "synthetic", "confidence": 2, "realism": 4, "plausibility": 4, "consistency": 5, "language": 3}
 ALLOWED_ITEM_FIELDS = {"token", "text", "diagnosis_code", "diagnosis_name"}
@@ -22,7 +29,7 @@ def study(make_user, note_pool):
 def _token_client(client, user):
     from rest_framework.authtoken.models import Token
 
-    client.defaults["HTTP_AUTHORIZATION"] = f"Token {Token.objects.create(user=user).key}"
+    client.defaults["HTTP_AUTHORIZATION"] = f"Token {Token.objects.get_or_create(user=user)[0].key}"
     return client
 
 
@@ -57,7 +64,7 @@ def test_bad_payloads_and_closed_study(client, make_user, study):
 
 
 @pytest.mark.parametrize(("role", "rate", "results"), [("physician", 200, 403), ("curator", 403, 200),
-                                                       ("researcher", 403, 200), ("admin", 200, 200)])
+                                                       ("researcher", 403, 200), ("admin", 403, 200)])
 def test_api_permissions_per_role(client, make_user, study, role, rate, results):
     api = _token_client(client, make_user(role))
     assert api.get(f"/api/review/studies/{study.pk}/next/").status_code == rate
@@ -67,3 +74,58 @@ def test_api_permissions_per_role(client, make_user, study, role, rate, results)
 def test_anonymous_gets_nothing(client, study):
     assert client.get(f"/api/review/studies/{study.pk}/next/").status_code in (401, 403)
     assert client.get(f"/api/review/studies/{study.pk}/results/").status_code in (401, 403)
+
+
+def test_an_admin_is_refused_as_a_rater_with_the_reason(client, make_user, study):
+    api = _token_client(client, make_user("admin"))
+    for url in ("/api/review/studies/", f"/api/review/studies/{study.pk}/next/"):
+        response = api.get(url)
+        assert response.status_code == 403 and "origins" in response.json()["detail"], url
+    token = StudyItem.objects.filter(study=study).first().token
+    submitted = api.post(f"/api/review/studies/{study.pk}/submit/", {"token": token, "answers": ANSWERS},
+                         content_type="application/json")
+    assert submitted.status_code == 403 and "origins" in submitted.json()["detail"]
+    assert not Assignment.objects.filter(study=study).exists()
+
+
+def test_results_of_an_open_study_are_withheld_from_its_raters(client, make_user, study):
+    from django.contrib.auth.models import Group
+
+    doctor = make_user("physician")
+    item = assignment_next(study=study, physician=doctor).item
+    do_submit_rating(study=study, physician=doctor, token=item.token, answers=ANSWERS)
+    doctor.groups.add(Group.objects.get(name="researcher"))  # later also given results
+    api = _token_client(client, doctor)
+    url = f"/api/review/studies/{study.pk}/results/"
+    response = api.get(url)
+    assert response.status_code == 403 and "rate in this study" in response.json()["detail"]
+    holder = make_user("researcher")  # holds an assignment (stored as it was before raters were checked)
+    Assignment.objects.create(study=study, item=item, physician=holder)
+    client.defaults.pop("HTTP_AUTHORIZATION")
+    assert _token_client(client, holder).get(url).status_code == 403
+    client.defaults.pop("HTTP_AUTHORIZATION")
+    assert _token_client(client, make_user("researcher")).get(url).status_code == 200
+    do_close_study(actor=study.curator, study=study)
+    assert _token_client(client, holder).get(url).status_code == 200
+
+
+def test_pool_api_builds_a_pool_and_takes_failed_checks_only_when_asked(client, make_user, checked_notes):
+    curator = make_user("curator")
+    draft = do_create_study(actor=curator, name="pool api", overlap_k=1)
+    api = _token_client(client, curator)
+    url = f"/api/review/studies/{draft.pk}/pool/"
+    response = api.post(url, {"n_per_origin": 4, "seed": 2}, content_type="application/json")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["pool_report"]["failed_checks_left_out"] == 2 and body["pool_report"]["pairs"] == 2
+    assert body["blinding_report"]["normaliser"]["synthetic"]["notes"] == 2
+    assert body["blinding_report"]["origin_probe"]["skipped"] == "too_small"
+    response = api.post(url, {"n_per_origin": 4, "seed": 2, "include_failed_checks": True},
+                        content_type="application/json")
+    assert response.json()["pool_report"]["pairs"] == 4 and response.json()["pool_report"]["failed_checks_included"]
+    assert api.post(url, {"seed": 2}, content_type="application/json").status_code == 400
+    do_open_study(actor=curator, study=draft)
+    assert api.post(url, {"n_per_origin": 4, "seed": 2}, content_type="application/json").status_code == 409
+    client.defaults.pop("HTTP_AUTHORIZATION")
+    physician = _token_client(client, make_user("physician"))
+    assert physician.post(url, {"n_per_origin": 4, "seed": 2}, content_type="application/json").status_code == 403

@@ -192,3 +192,141 @@ def test_set_up_study_creates_the_study_and_its_pool_in_one_action(make_user, no
         "Essential (primary) hypertension"}
     actions = list(AuditRecord.objects.filter(object_id=str(study.pk)).values_list("action", flat=True))
     assert sorted(actions) == ["build_study_pool", "create_study"]
+
+
+# --- question keys (issue 11, item 1) ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["<script>alert(1)</script>", "Realism", "1st", "real ism", "a" * 41, "", None, 3,
+                                 "реализм", "x-y"])
+def test_a_likert_key_must_be_identifier_like(make_user, key):
+    from review.assessment.services import DEFAULT_QUESTIONS, questions_validate
+
+    with pytest.raises(ValidationError, match="key"):
+        questions_validate(dict(DEFAULT_QUESTIONS, likert=[{"key": key, "label": "Realism"}]))
+
+
+@pytest.mark.parametrize("key", ["origin", "token", "confidence", "is_synthetic", "judged_synthetic", "comment",
+                                 "physician", "item_token", "seconds_on_item", "diagnosis_code", "chapter", "model",
+                                 "variant", "csrfmiddlewaretoken"])
+def test_a_likert_key_may_not_take_a_reserved_name(key):
+    from review.assessment.services import DEFAULT_QUESTIONS, questions_validate
+
+    with pytest.raises(ValidationError, match="reserved"):
+        questions_validate(dict(DEFAULT_QUESTIONS, likert=[{"key": key, "label": "x"}]))
+
+
+def test_likert_keys_are_unique_and_labels_stay_free_text(make_user, note_pool):
+    from review.assessment.services import DEFAULT_QUESTIONS, questions_validate
+
+    with pytest.raises(ValidationError, match="unique"):
+        questions_validate(dict(DEFAULT_QUESTIONS, likert=[{"key": "realism", "label": "a"},
+                                                           {"key": "realism", "label": "b"}]))
+    with pytest.raises(ValidationError, match="label"):
+        questions_validate(dict(DEFAULT_QUESTIONS, likert=[{"key": "realism", "label": ""}]))
+    study, curator = _study(make_user, n=2)
+    hostile = [{"key": "realism_2", "label": "<script>alert('x')</script> «Реализм»"}]
+    do_update_study_questions(actor=curator, study=study, questions=dict(study.questions, likert=hostile))
+    study.refresh_from_db()
+    assert study.questions["likert"] == hostile
+    with pytest.raises(ValidationError, match="key"):
+        do_update_study_questions(actor=curator, study=study, questions=dict(
+            study.questions, likert=[{"key": "<img src=x onerror=alert(1)>", "label": "x"}]))
+
+
+# --- blinding of raters (issue 11, item 4) ----------------------------------------------------------------------
+
+def _physician_who_also(make_user, codename: str):
+    from django.contrib.auth.models import Permission
+
+    doctor = make_user("physician")
+    doctor.user_permissions.add(Permission.objects.get(content_type__app_label="medsyn_site", codename=codename))
+    return type(doctor).objects.get(pk=doctor.pk)  # a fresh object: no cached permissions
+
+
+@pytest.mark.parametrize("who", ["admin", "view_results", "curate_notes", "run_generation", "manage_studies",
+                                 "manage_releases", "download_releases"])
+def test_nobody_who_can_see_origins_may_rate(make_user, note_pool, who):
+    study, curator = _study(make_user, n=2, k=1)
+    do_open_study(actor=curator, study=study)
+    rater = make_user("admin") if who == "admin" else _physician_who_also(make_user, who)
+    assert rater.has_perm("medsyn_site.rate_notes")
+    with pytest.raises(PermissionDenied, match="origins"):
+        assignment_next(study=study, physician=rater)
+    token = study.items.first().token
+    with pytest.raises(PermissionDenied, match="origins"):
+        do_submit_rating(study=study, physician=rater, token=token, answers=ANSWERS)
+    with pytest.raises(PermissionDenied, match="origins"):
+        do_skip_item(study=study, physician=rater, token=token, reason="x")
+    assert not Assignment.objects.filter(physician=rater).exists()
+
+
+def test_a_study_cannot_list_raters_who_can_see_origins(make_user, note_pool):
+    study, curator = _study(make_user, n=2, k=1)
+    admin = make_user("admin", username="demo_admin")
+    with pytest.raises(ValidationError, match="demo_admin"):
+        do_open_study(actor=curator, study=study, physicians=[make_user("physician"), admin])
+    study.refresh_from_db()
+    assert study.state == Study.State.DRAFT
+
+
+def test_ratings_by_people_who_can_see_origins_are_not_counted(make_user, note_pool):
+    from review.assessment.results import ratings_csv, study_results
+
+    study, curator = _study(make_user, n=3, k=2)
+    do_open_study(actor=curator, study=study)
+    doctor = make_user("physician")
+    while (assignment := assignment_next(study=study, physician=doctor)) is not None:
+        do_submit_rating(study=study, physician=doctor, token=assignment.item.token, answers=ANSWERS)
+    admin = make_user("admin")  # a rating an admin gave before raters were checked, stored as it was
+    legacy = Assignment.objects.create(study=study, item=study.items.first(), physician=admin, status="done")
+    Rating.objects.create(assignment=legacy, judged_synthetic=True, confidence=5, likert={"realism": 1})
+    summary = study_results(study)
+    assert summary["n_ratings"] == 6 and summary["n_ratings_not_blind"] == 1
+    assert set(summary["per_physician"]) == {doctor.username}
+    assert admin.username not in ratings_csv(study)
+
+
+# --- pools: normaliser report, origin classifier, failed checks (issue 11, item 5) -------------------------------
+
+def test_pool_build_stores_what_the_normaliser_changed_and_the_origin_classifier(make_user, form_pool):
+    curator = make_user("curator")
+    study = do_create_study(actor=curator, name="form", overlap_k=1)
+    do_build_study_pool(actor=curator, study=study, n_per_origin=15, seed=5)
+    study.refresh_from_db()
+    report = study.blinding_report
+    assert report["normaliser"] == {"real": {"notes": 15, "changed": 15}, "synthetic": {"notes": 15, "changed": 15}}
+    probe = report["origin_probe"]
+    assert probe["n"] == 30 and probe["folds"] == 5 and probe["seed"] == 5
+    assert probe["raw"] >= 0.9 and probe["normalised"] == probe["content"] and probe["warning"] is False
+    audit = AuditRecord.objects.get(action="build_study_pool", object_id=str(study.pk))
+    assert audit.extra["blinding"] == report
+
+
+def test_pool_build_counts_only_the_notes_the_normaliser_changed(make_user, db):
+    from tests.generation.factories import NoteFactory
+
+    for n in range(3):
+        NoteFactory(text=f"Жалобы на кашель {n} дней.", icd_code="J06")
+        NoteFactory(synthetic=True, text=f"Жалобы на кашель {n} дней" + (",</s>" if n else "."), icd_code="J06")
+    curator = make_user("curator")
+    study = do_create_study(actor=curator, name="changed", overlap_k=1)
+    do_build_study_pool(actor=curator, study=study, n_per_origin=3, seed=1)
+    study.refresh_from_db()
+    assert study.blinding_report["normaliser"] == {"real": {"notes": 3, "changed": 0},
+                                                   "synthetic": {"notes": 3, "changed": 2}}
+    assert study.blinding_report["origin_probe"]["skipped"] == "too_small"
+    assert {i.display_text for i in study.items.filter(is_synthetic=True)} == {
+        f"Жалобы на кашель {n} дней." for n in range(3)}
+
+
+def test_pool_leaves_out_notes_that_failed_checks_unless_asked(make_user, checked_notes):
+    curator = make_user("curator")
+    study = do_create_study(actor=curator, name="checks", overlap_k=1)
+    report = do_build_study_pool(actor=curator, study=study, n_per_origin=4, seed=2)
+    used = set(study.items.filter(is_synthetic=True).values_list("note_id", flat=True))
+    assert used == {checked_notes["clean"].pk, checked_notes["overridden"].pk}
+    assert report["failed_checks_included"] is False and report["failed_checks_left_out"] == 2
+    report = do_build_study_pool(actor=curator, study=study, n_per_origin=4, seed=2, include_failed_checks=True)
+    used = set(study.items.filter(is_synthetic=True).values_list("note_id", flat=True))
+    assert used == {note.pk for note in checked_notes.values()}
+    assert report["failed_checks_included"] is True and report["failed_checks_left_out"] == 0
