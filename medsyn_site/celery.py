@@ -40,7 +40,8 @@ def _log_task_end(task_id: str, task, state: str | None = None, **_: object) -> 
 class WorkerHeartbeat:
     """Writes a short-lived key per consumed queue into Redis: the broker's, or the result backend's for AMQP.
 
-    The status page reads these keys: a key that expired means the worker for that queue is gone.
+    The status page reads these keys: a key that expired means the worker for that queue is gone. Each beat also
+    writes the process's boot id and sweeps for jobs of dead workers (core.jobs.jobs_orphaned_requeue).
     A thread, not the task loop, so a long model call in the solo pool does not look like a death.
     """
 
@@ -65,10 +66,28 @@ class WorkerHeartbeat:
         store = heartbeat_store_url()
         if store is None:
             return False
+        from medsyn_site.core.jobs import worker_boot_write
+
         client = redis_client(store)
         for queue in self.queues:
             client.set(heartbeat_key(queue, self.hostname), str(os.getpid()), ex=settings.WORKER_HEARTBEAT_TTL_SECONDS)
+        worker_boot_write(client, self.hostname)
+        self.sweep(client)
         return True
+
+    @staticmethod
+    def sweep(client) -> None:
+        """Send again the jobs of workers that died (core.jobs); a database that is down is the next beat's problem."""
+        from django.db import close_old_connections
+
+        from medsyn_site.core.jobs import jobs_orphaned_requeue
+
+        try:
+            jobs_orphaned_requeue(client)
+        except Exception:
+            logger.warning("sweep of dead workers' jobs failed", exc_info=True)
+        finally:
+            close_old_connections()
 
     def _run(self) -> None:
         from django.conf import settings

@@ -4,7 +4,8 @@
 - StateConflict: the input is fine but the object's state does not allow the action now (409): a closed study,
   a note in the wrong review state, a stale bulk preview, a scan already running.
 - Django's PermissionDenied: this user may not (403).
-- graph.store.GraphUnavailable, django.db.OperationalError: a component is down (503, medsyn_site.middleware).
+- graph.store.GraphUnavailable, django.db.OperationalError, BrokerUnavailable: a component is down (503,
+  medsyn_site.middleware).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from django.core.exceptions import ValidationError
 
 class StateConflict(ValidationError):
     """The action is not allowed in the object's current state."""
+
+
+class BrokerUnavailable(Exception):
+    """The Celery broker did not take a task: nothing was started (core.jobs)."""
 
 
 @dataclass

@@ -104,6 +104,8 @@ class BackgroundJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # "<celery hostname> <boot id>" of the worker running it (core.jobs), so a dead worker's jobs are sent again.
+    worker = models.CharField(max_length=200, blank=True, default="")
 
     # A queued or running job with no sign of life for this long has lost its worker or its message.
     STALLED_AFTER = timedelta(minutes=10)
@@ -128,12 +130,20 @@ class BackgroundJob(models.Model):
             return min(100, round(100 * self.progress_done / self.progress_total))
         return 100 if self.status == JobStatus.DONE else 0
 
+    def task_send(self) -> None:
+        """Publish this job's Celery task on its queue now (core.jobs.job_send_on_commit calls it after the commit;
+        the sweep of dead workers calls it again). Raises core.errors.BrokerUnavailable."""
+        raise NotImplementedError(f"{type(self).__name__} does not say which task runs it")
+
     def mark_running(self) -> bool:
-        """Queued (or redelivered while running) -> running; False when the job already finished."""
+        """Queued (or redelivered while running) -> running, recording the worker that runs it; False when the job
+        already finished."""
+        from .jobs import worker_identity
+
         now = timezone.now()
         return bool(type(self).objects.filter(pk=self.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
                     .update(status=JobStatus.RUNNING, started_at=Coalesce(F("started_at"), Value(now)),
-                            updated_at=now))
+                            updated_at=now, worker=worker_identity()))
 
     def mark_finished(self, status: str, *, error: str = "", **fields: object) -> bool:
         """Record the end of a running job (and any result fields) in one write. False, and nothing written, when

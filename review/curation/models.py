@@ -78,3 +78,10 @@ class ScanJob(BackgroundJob):
 
     def __str__(self) -> str:
         return f"{self.kind} scan {self.pk} ({self.status})"
+
+    def task_send(self) -> None:
+        from medsyn_site.core.jobs import task_send
+
+        from .tasks import run_scan
+
+        task_send(run_scan, args=[self.pk], queue="default")

@@ -22,6 +22,7 @@ from generation.memorisation import memorisation_index_load
 from generation.models import Note, NoteVersion
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import StateConflict
+from medsyn_site.core.jobs import job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobStatus
 from medsyn_site.core.progress import Progress, ProgressRecorder
 
@@ -48,7 +49,7 @@ def do_start_scan(*, actor: AbstractBaseUser | None, kind: str, queue: bool = Tr
     active = ScanJob.objects.filter(kind=kind, status__in=ACTIVE_SCAN_STATUSES)
     if (running := active.first()) is not None:
         if running.stalled and queue:  # its worker or its message was lost: send it again (a scan reruns cleanly)
-            transaction.on_commit(lambda: _queue(running))
+            job_send_on_commit(running)
         return running  # one scan of a kind at a time: the button twice is the same scan
     try:
         with transaction.atomic():
@@ -59,14 +60,8 @@ def do_start_scan(*, actor: AbstractBaseUser | None, kind: str, queue: bool = Tr
         return running
     audit_write(actor=actor, action=AuditEvent.START_SCAN, obj=scan, to_state=scan.status, extra={"kind": kind})
     if queue:
-        transaction.on_commit(lambda: _queue(scan))
+        job_send_on_commit(scan)
     return scan
-
-
-def _queue(scan: ScanJob) -> None:
-    from .tasks import run_scan
-
-    run_scan.delay(scan.pk)
 
 
 def _curations_write(rows: list[NoteCuration], *, checked_version: str, fields: list[str]) -> list[NoteCuration]:

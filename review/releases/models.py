@@ -55,6 +55,13 @@ class ReleaseExport(BackgroundJob):
     def __str__(self) -> str:
         return f"export of release {self.release_id} ({self.status})"
 
+    def task_send(self) -> None:
+        from medsyn_site.core.jobs import task_send
+
+        from .tasks import run_release_export
+
+        task_send(run_release_export, args=[self.release_id], queue="default")
+
 
 class ReleaseNote(models.Model):
     """One note as frozen into a release: text and exported fields copied, never updated (database trigger)."""

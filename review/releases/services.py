@@ -20,8 +20,10 @@ from generation.models import Note, PromptTemplate
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.icd10 import icd_chapter
+from medsyn_site.core.jobs import job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobStatus
 from medsyn_site.core.progress import Progress, ProgressRecorder
+from medsyn_site.roles import origin_seers
 from review.assessment.models import Rating
 from review.curation.models import ReviewState
 from review.curation.selectors import curation_notes, held_back_counts, notes_releasable
@@ -201,20 +203,14 @@ def do_create_release(*, actor: AbstractBaseUser | None, name: str, filters: dic
     # Sealing: once content_sha256 is set a trigger refuses any change of the release (its export is another row).
     Release.objects.filter(pk=release.pk).update(note_count=count, content_sha256=digest.hexdigest())
     release.refresh_from_db()
-    ReleaseExport.objects.create(release=release, created_by=actor, progress_total=count)
+    export = ReleaseExport.objects.create(release=release, created_by=actor, progress_total=count)
     audit_write(actor=actor, action=AuditEvent.CREATE_RELEASE, obj=release, to_state="created", extra={
         "name": name, "version": release.version, "notes": release.note_count, "filters": filters,
         "include_real": include_real, "held_back": held_back_counts(approved),
         "content_sha256": release.content_sha256})
     if queue_export:
-        transaction.on_commit(lambda: release_export_queue(release))
+        job_send_on_commit(export)
     return release
-
-
-def release_export_queue(release: Release) -> None:
-    from .tasks import run_release_export
-
-    run_release_export.delay(release.pk)
 
 
 @transaction.atomic
@@ -231,7 +227,7 @@ def do_retry_release_export(*, actor: AbstractBaseUser, release: Release) -> Rel
     export.save(update_fields=["status", "progress_done", "error", "step", "started_at", "finished_at", "updated_at"])
     audit_write(actor=actor, action=AuditEvent.RETRY_RELEASE_EXPORT, obj=export, from_state=from_state,
                 to_state=JobStatus.QUEUED, extra={"release": release.pk, "error": failed_with})
-    transaction.on_commit(lambda: release_export_queue(release))
+    job_send_on_commit(export)
     return export
 
 
@@ -251,8 +247,10 @@ def _share_true(field_name: str) -> Case:
 
 
 def release_assessment(release: Release) -> dict:
-    """What physicians said of the included notes in blind studies (all studies, any state)."""
-    ratings = Rating.objects.filter(assignment__item__note__release_entries__release=release)
+    """What physicians said of the included notes in blind studies (all studies, any state); ratings by someone who
+    can see origins (roles.origin_seers) are not blind and do not count."""
+    ratings = Rating.objects.filter(assignment__item__note__release_entries__release=release).exclude(
+        assignment__physician__in=origin_seers())
     summary = ratings.aggregate(n=Count("id"), notes=Count("assignment__item__note", distinct=True),
                                 judged=Avg(_share_true("judged_synthetic")), confidence=Avg("confidence"))
     if not summary["n"]:

@@ -255,7 +255,7 @@ def test_a_stalled_scan_is_sent_again_instead_of_blocking_its_kind(db, monkeypat
     from django.utils import timezone
 
     sent = []
-    monkeypatch.setattr(scans, "_queue", lambda scan: sent.append(scan.pk))
+    monkeypatch.setattr(ScanJob, "task_send", lambda scan: sent.append(scan.pk))  # the broker is checked for real
     with django_capture_on_commit_callbacks(execute=True):
         lost = do_start_scan(actor=None, kind="duplicates")
     with django_capture_on_commit_callbacks(execute=True):
