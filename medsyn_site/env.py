@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 
 class ConfigError(Exception):
@@ -200,6 +200,33 @@ def result_backend_from_url(variable: str, url: str | None, *, broker_url: str) 
         raise ConfigError(variable, f"scheme must be redis:// or rpc:// (got {scheme or 'none'!r})",
                           "redis://127.0.0.1:6390/2")
     return broker_from_url(variable, url)
+
+
+# --- The local Redis/FalkorDB of `make up` ---------------------------------------------------------
+# `make up` starts one redis-server (FalkorDB) for the graph (db 0), the broker (db 1) and results (db 2). It asks
+# for a password, generated at the first `make up` and kept in a 0600 file in the var directory; the stack gives
+# the URLs below to its processes, and settings.local builds them too for commands run by hand.
+
+LOCAL_REDIS_HOST = "127.0.0.1"
+LOCAL_REDIS_PORT = 6390
+
+
+def local_redis_password_file(var_dir: Path) -> Path:
+    return var_dir / "secrets" / "redis-password"
+
+
+def secret_file_read(path: Path) -> str:
+    """The secret stored in path, stripped; "" when there is no such file."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def local_redis_url(scheme: str, port: int, path: str, password: str = "") -> str:
+    """A URL of the local redis-server: scheme "falkordb" with the graph name, or "redis" with the db number."""
+    credentials = f":{quote(password, safe='')}@" if password else ""
+    return f"{scheme}://{credentials}{LOCAL_REDIS_HOST}:{port}/{path}"
 
 
 def http_url(variable: str, url: str) -> str:

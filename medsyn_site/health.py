@@ -30,6 +30,10 @@ class ComponentStatus:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def as_public_dict(self) -> dict:
+        """What anyone may see: up or down, no hosts, URLs, paths or error texts."""
+        return {"name": self.name, "ok": self.ok}
+
 
 def heartbeat_key(queue: str, hostname: str) -> str:
     return f"{HEARTBEAT_PREFIX}:{queue}:{hostname}"
@@ -171,3 +175,58 @@ def cached_components() -> list[ComponentStatus]:
     with _cache_lock:
         _cached = (time.monotonic(), components)
     return components
+
+
+# --- The stack runner's processes (medsyn_site.stack writes var/run/supervisor.json) -------------------------------
+
+SUPERVISOR_STALE_SECONDS = 30  # it rewrites the file every few seconds while it runs
+
+
+@dataclass(frozen=True)
+class SupervisedProcess:
+    name: str
+    running: bool
+    restarts: int
+    pid: int | None
+    last_exit: str
+    last_exit_at: str | None
+    last_restart_at: str | None
+    next_attempt_in_s: float | None
+    last_error: str
+    note: str
+
+
+@dataclass(frozen=True)
+class SupervisorReport:
+    processes: list[SupervisedProcess]
+    stale: bool  # no word from the runner for SUPERVISOR_STALE_SECONDS: it may have stopped
+
+    @property
+    def restarts(self) -> int:
+        return sum(process.restarts for process in self.processes)
+
+
+def supervisor_report() -> SupervisorReport | None:
+    """The processes `make up` supervises and their restarts; None when no stack runner uses this var directory."""
+    from medsyn_site.stack import supervisor_state_read
+
+    state = supervisor_state_read(settings.VAR_DIR)
+    if state is None:
+        return None
+    processes = [
+        SupervisedProcess(
+            name=name,
+            running=entry.get("state") == "running",
+            restarts=int(entry.get("restarts") or 0),
+            pid=entry.get("pid"),
+            last_exit=entry.get("last_exit") or "",
+            last_exit_at=entry.get("last_exit_at"),
+            last_restart_at=entry.get("last_restart_at"),
+            next_attempt_in_s=entry.get("next_attempt_in_s"),
+            last_error=entry.get("last_error") or "",
+            note=entry.get("note") or "",
+        )
+        for name, entry in state["processes"].items()
+    ]
+    age = time.time() - float(state.get("updated_unix") or 0)
+    return SupervisorReport(processes=processes, stale=age > SUPERVISOR_STALE_SECONDS)

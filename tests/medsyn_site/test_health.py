@@ -5,7 +5,8 @@ from django.urls import reverse
 
 
 @pytest.mark.django_db
-def test_healthz_reports_each_component(client, celery_workers):
+def test_healthz_reports_each_component(client, celery_workers, make_user):
+    client.force_login(make_user("admin"))  # latencies and details are for staff (test_health_exposure.py)
     response = client.get("/healthz")
     body = response.json()
     names = [c["name"] for c in body["components"]]
@@ -16,10 +17,11 @@ def test_healthz_reports_each_component(client, celery_workers):
 
 
 @pytest.mark.django_db
-def test_healthz_degraded_when_the_graph_is_unreachable(client, settings):
+def test_healthz_degraded_when_the_graph_is_unreachable(client, settings, make_user):
     from medsyn_site.env import graph_from_url
     from medsyn_site.stack import free_port
 
+    client.force_login(make_user("admin"))
     settings.GRAPH = graph_from_url("GRAPH_URL", f"falkordb://127.0.0.1:{free_port()}/nothing")
     response = client.get("/healthz")
     assert response.status_code == 503
