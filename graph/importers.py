@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from medsyn_site.core.errors import InputError
 from medsyn_site.core.icd10 import icd_category, icd_label_for_key
 from medsyn_site.core.rumedbench import jsonl_objects, rumedtop3_read
 from medsyn_site.core.text import content_lemmas, words
+from medsyn_site.core.textfile import CONTROL_IN_TEXT, csv_records, text_read
 
 from .payload import EdgeKey, GraphPayload
-from .schema import ICD_LABELS, NODE_LABELS, REL_TYPES, symptom_key
+from .schema import ICD_LABELS, KEY_MAX_LENGTH, NODE_LABELS, REL_TYPES, graph_value_problem, symptom_key
 
 RUMEDBENCH_DIR = settings.BASE_DIR / "data" / "rumedbench"
 RUMEDBENCH_FILES = ("RuMedTop3/train_v1.jsonl", "RuMedTop3/dev_v1.jsonl", "raw/rec_markup.csv")
@@ -51,30 +53,34 @@ def icd10_payload(*, only_chapters: set[str] | None = None) -> GraphPayload:
     return payload
 
 
-def icd10_ru_payload(path: Path) -> GraphPayload:
-    """Russian names from a CSV with a `code,name_ru` header; unknown shapes of code are errors."""
+def icd10_ru_payload(path: Path, *, name: str | None = None) -> GraphPayload:
+    """Russian names from a UTF-8 CSV with a `code,name_ru` header; every bad row (a code of unknown shape, an empty
+    name, too few or many fields, broken quoting) is in payload.problems with the line it starts on. name: the
+    file's name in messages (default path.name)."""
     payload = GraphPayload()
-    problems: list[tuple[int, str]] = []
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["code", "name_ru"]:
-            raise InputError(path.name, [(1, "the header must be: code,name_ru")])
-        for line, row in enumerate(reader, start=2):
-            if len(row) != 2:
-                problems.append((line, f"expected 2 columns, got {len(row)}"))
-                continue
-            code, name_ru = row[0].strip().upper(), row[1].strip()
-            label = icd_label_for_key(code)
-            if label is None:
-                problems.append((line, f"{code!r} is not an ICD-10 code"))
-            elif not name_ru:
-                problems.append((line, "name_ru is empty"))
-            else:
-                payload.node_add(label, code, {"name_ru": name_ru})
-    if problems:
-        raise InputError(path.name, problems)
+    records = csv_records(text_read(path, name=name))
+    first = next(records, None)
+    if first is None or first[1] is None or [h.strip() for h in first[1]] != ["code", "name_ru"]:
+        raise InputError(name or path.name, [(1, _("the header must be: code,name_ru"))])
+    for line, row, problem in records:
+        if row is None:
+            payload.problems.append((line, problem))
+        elif len(row) != 2:
+            payload.problems.append((line, _("expected 2 fields (code,name_ru), got %(n)d") % {"n": len(row)}))
+        elif (problem := _ru_name_problem(row[0].strip().upper(), row[1].strip())) is not None:
+            payload.problems.append((line, problem))
+        else:
+            code = row[0].strip().upper()
+            payload.node_add(icd_label_for_key(code), code, {"name_ru": row[1].strip()})
     return payload
+
+
+def _ru_name_problem(code: str, name_ru: str) -> str | None:
+    if graph_value_problem(code) is not None or icd_label_for_key(code) is None:
+        return _("%(code)r is not an ICD-10 code") % {"code": code}
+    if not name_ru:
+        return _("name_ru is empty")
+    return None
 
 
 # --- RuMedBench symptoms --------------------------------------------------------------------------
@@ -168,25 +174,32 @@ def _props_problem(props: Any) -> str | None:
             return f"property name {name!r} must be lowercase letters, digits and _"
         if name in {"key", "search_text", "source"}:
             return f"property {name!r} is reserved"
-        if isinstance(value, list):
-            if not all(isinstance(v, _SCALAR) for v in value):
-                return f"property {name!r}: lists may hold only strings, numbers and booleans"
-        elif not isinstance(value, _SCALAR):
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and not all(isinstance(v, _SCALAR) for v in value):
+            return f"property {name!r}: lists may hold only strings, numbers and booleans"
+        if not isinstance(value, list) and not isinstance(value, _SCALAR):
             return f"property {name!r} must be a string, number, boolean or list of those"
+        if any(isinstance(v, str) and CONTROL_IN_TEXT.search(v) for v in values):
+            return f"property {name!r} holds a control character (a tab or a line break is fine)"
     return None
 
 
+def _key_usable(key: Any) -> bool:
+    return isinstance(key, str) and bool(key.strip()) and graph_value_problem(key) is None
+
+
 def _endpoint(value: Any) -> tuple[str, str] | None:
-    if isinstance(value, dict) and value.get("label") in _IMPORTABLE_LABELS and isinstance(value.get("key"), str) \
-            and value["key"].strip():
+    if isinstance(value, dict) and value.get("label") in _IMPORTABLE_LABELS and _key_usable(value.get("key")):
         return value["label"], value["key"].strip()
     return None
 
 
-def generic_payload(path: Path) -> GraphPayload:
-    """Parse the generic JSONL format; every problem is reported with its line number."""
+def generic_payload(path: Path, *, name: str | None = None) -> GraphPayload:
+    """Parse the generic JSONL format (UTF-8, with or without a byte-order mark); every bad line is in
+    payload.problems with its number (graph_import refuses the payload). name: the file's name in messages."""
+    text_read(path, name=name)  # another encoding, a NUL or a control character: InputError naming each line
     payload = GraphPayload()
-    problems: list[tuple[int, str]] = []
+    problems = payload.problems
     for line, row, problem in jsonl_objects(path):
         if row is None:
             problems.append((line, problem))
@@ -200,8 +213,9 @@ def generic_payload(path: Path) -> GraphPayload:
             label, key = row.get("label"), row.get("key")
             if label not in _IMPORTABLE_LABELS:
                 problems.append((line, f"unknown node label {label!r}; use one of {', '.join(NODE_LABELS)}"))
-            elif not isinstance(key, str) or not key.strip() or len(key) > 200:
-                problems.append((line, "key must be a non-empty string of at most 200 characters"))
+            elif not _key_usable(key):
+                problems.append((line, f"key must be a non-empty string of at most {KEY_MAX_LENGTH} characters, "
+                                       "without control characters"))
             elif label in ICD_LABELS and icd_label_for_key(key.strip()) != label:
                 problems.append((line, f"{key!r} is not an ICD-10 {label}"))
             else:
@@ -213,11 +227,13 @@ def generic_payload(path: Path) -> GraphPayload:
             if rel not in REL_TYPES:
                 problems.append((line, f"unknown edge type {rel!r}; use one of {', '.join(REL_TYPES)}"))
             elif start is None or end is None:
-                problems.append((line, "from and to must be objects with a known label and a non-empty key"))
+                problems.append((line, "from and to must be objects with a known label and a non-empty key "
+                                       "(without control characters)"))
             elif (start[0], end[0]) not in REL_TYPES[rel]:
                 problems.append((line, f"{rel} cannot go from {start[0]} to {end[0]}"))
-            elif not isinstance(source, str):
-                problems.append((line, "source must be a string"))
+            elif not isinstance(source, str) or graph_value_problem(source) is not None:
+                problems.append((line, "source must be a string of at most 200 characters, without control "
+                                       "characters"))
             elif rel == "HAS_SYMPTOM" and not isinstance(props.get("count", 1), int):
                 problems.append((line, "HAS_SYMPTOM count must be an integer"))
             else:
@@ -225,6 +241,4 @@ def generic_payload(path: Path) -> GraphPayload:
                 payload.edge_add(EdgeKey(rel, start[0], start[1], end[0], end_key, source), props, line=line)
         else:
             problems.append((line, "kind must be \"node\" or \"edge\""))
-    if problems:
-        raise InputError(path.name, problems)
     return payload

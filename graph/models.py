@@ -38,7 +38,8 @@ class ImportJob(BackgroundJob):
     """An import started from the admin upload page and run by a Celery worker.
 
     Progress is in nodes and edges written (none while the file is read and checked). A file already in the
-    graph finishes DONE with changed=False; errors lists a bad file's problems by line.
+    graph finishes DONE with changed=False; errors lists a bad file's problems by line. The uploaded file is kept
+    as the provenance of the version it published; a failed or unchanged import deletes it (upload becomes "").
     """
 
     class Kind(models.TextChoices):
@@ -54,6 +55,24 @@ class ImportJob(BackgroundJob):
 
     def __str__(self) -> str:
         return f"import {self.pk} {self.original_name} ({self.status})"
+
+    def task_send(self) -> None:
+        from medsyn_site.core.jobs import task_send
+
+        from .tasks import graph_import_job_run
+
+        task_send(graph_import_job_run, args=[self.pk], queue="default")
+
+    def upload_delete(self) -> None:
+        """Delete the uploaded file; the row keeps its original name, errors and version."""
+        if self.upload:
+            self.upload.delete(save=False)
+        type(self).objects.filter(pk=self.pk).update(upload="")
+        self.upload = ""
+
+    @property
+    def upload_deleted(self) -> bool:
+        return self.finished and not self.upload
 
     @property
     def unchanged(self) -> bool:

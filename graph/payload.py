@@ -2,13 +2,16 @@
 
 Every importer (ICD-10, RuMedBench, the generic JSONL format, Russian names) parses its input into a
 GraphPayload first, so bad input is reported, with line numbers (medsyn_site.core.errors.InputError), before
-anything is written.
+anything is written: a file importer notes each bad line in payload.problems, and graph_import refuses the payload
+with those and any edge whose endpoints are missing, all in one report.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import Any
 
 from medsyn_site.core.progress import Progress
@@ -34,6 +37,7 @@ class GraphPayload:
     nodes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
     edges: dict[EdgeKey, dict[str, Any]] = field(default_factory=dict)
     edge_lines: dict[EdgeKey, int] = field(default_factory=dict)
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (line, message) of each bad input line
 
     def node_add(self, label: str, key: str, props: dict[str, Any]) -> None:
         self.nodes[label].setdefault(key, {}).update(props)
@@ -49,6 +53,18 @@ class GraphPayload:
             for key, props in nodes.items():
                 self.node_add(label, key, props)
         self.edges.update(other.edges)
+        self.problems.extend(other.problems)
+
+    def digest(self) -> str:
+        """sha256 of what would be written (nodes and edges with their properties, in a stable order), whatever
+        file, file name, line order, byte-order mark or line ends they came from."""
+        digest = hashlib.sha256()
+        for label in sorted(self.nodes):
+            for key, props in sorted(self.nodes[label].items()):
+                digest.update(_canonical(["node", label, key, props]))
+        for edge, props in sorted(self.edges.items(), key=lambda item: astuple(item[0])):
+            digest.update(_canonical(["edge", *astuple(edge), props]))
+        return digest.hexdigest()
 
     @property
     def size(self) -> int:
@@ -73,6 +89,10 @@ class GraphPayload:
                 if key in wanted.get(label, ()) and key not in found[label]:
                     problems.append((self.edge_lines.get(edge, 0), f"{edge.type} refers to unknown {label} {key!r}"))
         return sorted(problems)
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
 def payload_write(store: GraphStore, payload: GraphPayload, progress: Progress | None = None) -> None:

@@ -45,10 +45,10 @@ def sampling_data_load(store: GraphStore) -> SamplingData:
     """Read everything sampling needs in three queries."""
     own = store.run(
         "MATCH (c:Category)-[e:HAS_SYMPTOM]->(s:Symptom) "
-        "RETURN c.key AS category, c.key AS donor, s.name AS symptom, max(e.count) AS weight")
+        "RETURN c.key AS category, c.key AS donor, coalesce(s.name, s.key) AS symptom, max(e.count) AS weight")
     under = store.run(
         "MATCH (c:Category)<-[:CHILD_OF*1..3]-(d:Code)-[e:HAS_SYMPTOM]->(s:Symptom) "
-        "RETURN c.key AS category, d.key AS donor, s.name AS symptom, max(e.count) AS weight")
+        "RETURN c.key AS category, d.key AS donor, coalesce(s.name, s.key) AS symptom, max(e.count) AS weight")
     info = store.run(
         "MATCH (c:Category) WHERE c.n_notes > 0 OR (c)-[:HAS_SYMPTOM]->(:Symptom) "
         "RETURN c.key AS key, coalesce(c.name, c.key) AS name, coalesce(c.n_examples, 0) AS n_examples, "

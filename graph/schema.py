@@ -8,6 +8,10 @@ curated data may attach them to full Code nodes too, and sampling prefers those 
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+
+from medsyn_site.core.textfile import CONTROL
+
 ICD_LABELS = ("Chapter", "Block", "Category", "Code")
 NODE_LABELS = (*ICD_LABELS, "Symptom", "Drug", "PharmGroup")
 VERSION_LABEL = "GraphVersion"
@@ -24,6 +28,22 @@ REL_TYPES: dict[str, set[tuple[str, str]]] = {
 INDEXED_PROPERTIES = [(label, "key") for label in (*NODE_LABELS, VERSION_LABEL)] + [
     (label, "search_text") for label in NODE_LABELS
 ]
+
+
+KEY_MAX_LENGTH = 200  # no key is longer (the importers refuse longer ones)
+QUERY_MAX_LENGTH = 200  # a search longer than this finds nothing a shorter one would not
+
+
+def graph_value_problem(value: str, *, max_length: int = KEY_MAX_LENGTH) -> str | None:
+    """Why a key or search text (from a URL, a query string or a file) must not reach the graph store, or None.
+
+    A control character is never part of a key or a name, and a NUL cuts the query FalkorDB parses (its client
+    writes parameters into the query text): the store would answer with a parse error."""
+    if (found := CONTROL.search(value)) is not None:
+        return _("it holds a control character (U+%(code)04X)") % {"code": ord(found.group())}
+    if len(value) > max_length:
+        return _("it is longer than %(max)d characters") % {"max": max_length}
+    return None
 
 
 def symptom_key(name: str) -> str:

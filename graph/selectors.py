@@ -6,13 +6,23 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from medsyn_site.core.icd10 import icd_label_for_key
 
 from .models import GraphVersion, ImportJob
 from .payload import graph_counts
-from .schema import ICD_LABELS, VERSION_LABEL, search_text, symptom_key
+from .schema import (
+    ICD_LABELS,
+    NODE_LABELS,
+    QUERY_MAX_LENGTH,
+    VERSION_LABEL,
+    graph_value_problem,
+    search_text,
+    symptom_key,
+)
 from .store import GraphStore
 
 SEARCH_LIMIT = 20
@@ -21,9 +31,25 @@ SEARCH_LIMIT = 20
 _CODE_PREFIX = re.compile(r"^[A-Z][0-9A-Z.\-]{0,7}$")
 
 
+def search_query_check(query: str) -> str:
+    """The query, stripped; ValidationError when it cannot be searched for (graph_value_problem)."""
+    query = query.strip()
+    if (problem := graph_value_problem(query, max_length=QUERY_MAX_LENGTH)) is not None:
+        raise ValidationError(_("This search cannot be run: %(problem)s.") % {"problem": problem}, code="invalid")
+    return query
+
+
+def _key_usable(key: str) -> bool:
+    """A key from a URL that can name a node: anything else is simply not in the graph (a 404, not a query)."""
+    return graph_value_problem(key) is None
+
+
 def graph_search(store: GraphStore, query: str, *, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
-    """Codes by code prefix or by name (English or Russian), and symptoms by name; code hits first."""
-    text = search_text(query.strip())
+    """Codes by code prefix or by name (English or Russian), and symptoms by name; code hits first.
+
+    A query with a control character or longer than QUERY_MAX_LENGTH raises ValidationError (search_query_check).
+    """
+    text = search_text(search_query_check(query))
     if not text:
         return []
     hits: list[dict[str, Any]] = []
@@ -73,7 +99,7 @@ SYMPTOM_LIMIT = 50
 def code_detail(store: GraphStore, key: str, *, symptom_limit: int = SYMPTOM_LIMIT) -> CodeDetail | None:
     """A code's page: hierarchy, its most frequent symptoms (top symptom_limit), drugs, related codes."""
     key = key.strip().upper()
-    label = icd_label_for_key(key)
+    label = icd_label_for_key(key) if _key_usable(key) else None
     if label is None:
         return None
     rows = store.run(f"MATCH (n:{label} {{key: $k}}) RETURN n AS n", {"k": key})
@@ -110,6 +136,8 @@ def code_detail(store: GraphStore, key: str, *, symptom_limit: int = SYMPTOM_LIM
 
 
 def symptom_detail(store: GraphStore, key: str) -> dict[str, Any] | None:
+    if not _key_usable(key):
+        return None
     key = symptom_key(key)
     rows = store.run("MATCH (s:Symptom {key: $k}) RETURN s.key AS key, s.name AS name", {"k": key})
     if not rows:
@@ -129,7 +157,9 @@ NEIGHBOUR_LIMIT = 40
 def node_neighbourhood(store: GraphStore, label: str, key: str, *, limit: int = NEIGHBOUR_LIMIT
                        ) -> dict[str, Any] | None:
     """The node and its direct neighbours, cytoscape-ready: hierarchy, drugs and groups first, then the
-    strongest symptom edges, up to limit neighbours."""
+    strongest symptom edges, up to limit neighbours. None for an unknown label or key."""
+    if label not in NODE_LABELS or not _key_usable(key):
+        return None
     rows = store.run(f"MATCH (n:{label} {{key: $k}}) RETURN n.key AS key, n.name AS name", {"k": key})
     if not rows:
         return None

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import InputError
+from medsyn_site.core.jobs import broker_require, job_send_on_commit
 from medsyn_site.core.models import AuditEvent
 from medsyn_site.core.progress import Progress
 
@@ -37,8 +38,9 @@ class ImportOutcome:
 
 
 def import_digest(source: str, files: list[Path]) -> str:
-    """What an import is made of: the importer revision, the source and the files' contents (not their names: an
-    uploaded file is stored under a new name each time, and is still the same file)."""
+    """What an import is read from: the importer revision, the source and the files' bytes (not their names: an
+    uploaded file is stored under a new name each time, and is still the same file). Lets a re-import of the same
+    files stop before parsing them."""
     digest = hashlib.sha256(f"{IMPORTER_REVISION}:{source}".encode())
     for path in files:
         data = path.read_bytes()
@@ -47,9 +49,20 @@ def import_digest(source: str, files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _version_in_graph(store: GraphStore, digest: str) -> str | None:
-    rows = store.run(f"MATCH (v:{VERSION_LABEL}) WHERE v.content_hash = $h RETURN v.key AS key LIMIT 1", {"h": digest})
-    return rows[0]["key"] if rows else None
+def payload_digest(source: str, payload: GraphPayload) -> str:
+    """What an import writes: the source and the normalised payload (GraphPayload.digest), a version's content_hash.
+    The same content in another file (a byte-order mark, other line ends, lines in another order) matches it."""
+    return hashlib.sha256(f"{IMPORTER_REVISION}:{source}:{payload.digest()}".encode()).hexdigest()
+
+
+def _version_published(store: GraphStore, digest: str) -> GraphVersion | None:
+    """The published version already in this graph whose content (or whose files) has this digest."""
+    rows = store.run(f"MATCH (v:{VERSION_LABEL}) WHERE v.content_hash = $h OR v.files_hash = $h "
+                     "RETURN v.key AS key LIMIT 1", {"h": digest})
+    if not rows:
+        return None
+    return GraphVersion.objects.filter(pk=int(rows[0]["key"])).first() or GraphVersion.objects.filter(
+        content_hash=digest, status=GraphVersion.Status.PUBLISHED).first()
 
 
 def graph_import(
@@ -65,8 +78,10 @@ def graph_import(
     """Parse, validate, then build the new graph privately and publish it as one new version.
 
     progress gets (nodes and edges written, payload size) while the new graph is written; nothing while the input
-    is parsed. Bad input raises InputError before anything is written; a failure while writing leaves the
-    previous graph in place (store.rebuild); files already imported into this graph change nothing.
+    is parsed. Bad input raises InputError before anything is written: every problem the parser noted
+    (payload.problems) and, with check_endpoints, every edge whose endpoints are missing. A failure while writing
+    leaves the previous graph in place (store.rebuild). Content already imported into this graph changes nothing:
+    the same files (found before parsing them), or the same payload from other files.
     """
     store = store or get_graph_store()
     with _import_lock():
@@ -88,18 +103,26 @@ def _import_lock() -> Iterator[None]:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [IMPORT_LOCK_ID])
 
 
+def _payload_check(payload: GraphPayload, *, source: str, files: list[Path], endpoints_in: GraphStore | None,
+                   check_endpoints: bool) -> None:
+    problems = list(payload.problems)
+    if check_endpoints:
+        problems += payload.endpoints_missing(endpoints_in)
+    if problems:
+        raise InputError(files[0].name if len(files) == 1 else source, sorted(problems))
+
+
 def _graph_import_locked(store: GraphStore, *, source: str, files: list[Path], parse: Callable[[], GraphPayload],
                          replace: bool, check_endpoints: bool, progress: Progress | None) -> ImportOutcome:
-    digest = import_digest(source, files)
-    existing = _version_in_graph(store, digest)
-    if existing is not None and not replace:
-        version = GraphVersion.objects.filter(pk=int(existing)).first() or GraphVersion.objects.filter(
-            content_hash=digest, status=GraphVersion.Status.PUBLISHED).first()
-        if version is not None:
-            return ImportOutcome(version, changed=False)
+    files_digest = import_digest(source, files)
+    if not replace and (version := _version_published(store, files_digest)) is not None:
+        return ImportOutcome(version, changed=False)
     payload = parse()
-    if check_endpoints and (missing := payload.endpoints_missing(None if replace else store)):
-        raise InputError(source, missing)
+    _payload_check(payload, source=source, files=files, endpoints_in=None if replace else store,
+                   check_endpoints=check_endpoints)
+    digest = payload_digest(source, payload)
+    if not replace and (version := _version_published(store, digest)) is not None:
+        return ImportOutcome(version, changed=False)
 
     started = time.perf_counter()
     version = GraphVersion.objects.create(source=source, source_files=[p.name for p in files], content_hash=digest)
@@ -111,9 +134,10 @@ def _graph_import_locked(store: GraphStore, *, source: str, files: list[Path], p
         counts.update(graph_counts(target))
         target.run(
             f"MERGE (v:{VERSION_LABEL} {{key: $key}}) SET v.created_at = $at, v.source = $source, "
-            "v.source_files = $files, v.content_hash = $hash, v.counts = $counts",
+            "v.source_files = $files, v.content_hash = $hash, v.files_hash = $files_hash, v.counts = $counts",
             {"key": str(version.pk), "at": timezone.now().isoformat(), "source": source,
-             "files": [p.name for p in files], "hash": digest, "counts": json.dumps(counts, sort_keys=True)},
+             "files": [p.name for p in files], "hash": digest, "files_hash": files_digest,
+             "counts": json.dumps(counts, sort_keys=True)},
         )
 
     try:
@@ -155,10 +179,9 @@ def graph_export(path: Path, *, store: GraphStore | None = None) -> int:
 @transaction.atomic
 def do_start_graph_import(*, actor: AbstractBaseUser, kind: str, upload: UploadedFile) -> ImportJob:
     """Store an uploaded file as an import job (audited) and queue it once the job is committed."""
-    from .tasks import graph_import_job_run
-
+    broker_require()  # before the upload is stored: a broker that is down leaves no file and no queued job
     job = ImportJob.objects.create(created_by=actor, kind=kind, upload=upload, original_name=upload.name[:255])
     audit_write(actor=actor, action=AuditEvent.IMPORT_GRAPH, obj=job, to_state=job.status,
                 extra={"kind": kind, "file": job.original_name})
-    transaction.on_commit(lambda: graph_import_job_run.delay(job.pk))
+    job_send_on_commit(job)
     return job

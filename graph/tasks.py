@@ -14,25 +14,37 @@ from .models import ImportJob
 
 
 def import_job_execute(job: ImportJob) -> None:
-    """Run one uploaded import and record progress, errors and the resulting version on the job."""
+    """Run one uploaded import and record progress, errors and the resulting version on the job.
+
+    The uploaded file is kept only when the import published a new version (its provenance); a failed import and
+    one whose content was already in the graph delete it (ImportJob.upload_delete), the job keeps its name."""
     from .importers import generic_payload, icd10_ru_payload
     from .services import graph_import
 
     if not job.mark_running():
         return
-    path = Path(job.upload.path)
-    parse = (lambda: generic_payload(path)) if job.kind == ImportJob.Kind.GENERIC else (lambda: icd10_ru_payload(path))
+    path, name = Path(job.upload.path), job.original_name
+    if job.kind == ImportJob.Kind.GENERIC:
+        def parse():
+            return generic_payload(path, name=name)
+    else:
+        def parse():
+            return icd10_ru_payload(path, name=name)
     try:
         with ProgressRecorder(job) as progress:
             outcome = graph_import(source=f"upload:{job.kind}", files=[path], parse=parse,
                                    check_endpoints=job.kind == ImportJob.Kind.GENERIC, progress=progress)
     except InputError as error:
-        job.mark_finished(JobStatus.FAILED, error=str(error), errors=error.report())
+        error.source = name  # problems of the file, named as it was uploaded (not as stored)
+        if job.mark_finished(JobStatus.FAILED, error=str(error), errors=error.report()):
+            job.upload_delete()
         return
     except Exception as error:  # the job page shows the reason; the previous graph stays published
-        job.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        if job.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}"):
+            job.upload_delete()
         raise
-    job.mark_finished(JobStatus.DONE, changed=outcome.changed, version=outcome.version)
+    if job.mark_finished(JobStatus.DONE, changed=outcome.changed, version=outcome.version) and not outcome.changed:
+        job.upload_delete()
 
 
 @shared_task(name="graph.import_job_run", acks_late=True)  # CELERY_TASK_DEFAULT_QUEUE: "default"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import quote
 
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -12,11 +13,11 @@ from django.views.decorators.http import require_http_methods
 
 from medsyn_site.access import permission_view
 from medsyn_site.core.progress import poll_response
+from medsyn_site.core.textfile import CONTROL
 
 from . import selectors
 from .forms import ImportUploadForm
 from .models import ImportJob
-from .schema import NODE_LABELS
 from .services import do_start_graph_import
 from .store import get_graph_store
 
@@ -30,12 +31,19 @@ _manage = permission_view(MANAGE)
 
 @_browse
 def search(request: HttpRequest) -> HttpResponse:
+    """Search as you type. A query that cannot be searched for (a control character, too long) gets the page with
+    the reason: status 400, but 200 for htmx, which would not show a 4xx answer while the person types."""
     query = request.GET.get("q", "")
-    hits = selectors.graph_search(get_graph_store(), query) if query.strip() else []
-    context = {"query": query, "hits": hits}
+    try:
+        hits = selectors.graph_search(get_graph_store(), query) if query.strip() else []
+        error = ""
+    except ValidationError as invalid:
+        hits, error = [], " ".join(invalid.messages)
+        query = CONTROL.sub("", query)  # shown back in the search box
+    context = {"query": query, "hits": hits, "error": error}
     if request.htmx:
         return render(request, "graph/_search_results.html", context)
-    return render(request, "graph/search.html", context)
+    return render(request, "graph/search.html", context, status=400 if error else 200)
 
 
 def _url_for(name: str) -> Callable[[str], str]:
@@ -73,8 +81,6 @@ def symptom(request: HttpRequest, key: str) -> HttpResponse:
 
 @_browse
 def neighbourhood(request: HttpRequest, label: str, key: str) -> HttpResponse:
-    if label not in NODE_LABELS:
-        raise Http404("unknown label")
     data = selectors.node_neighbourhood(get_graph_store(), label, key)
     if data is None:
         raise Http404("no such node in the graph")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -123,9 +124,54 @@ def test_malformed_generic_file_reports_lines_and_imports_nothing(small_graph, g
 
 def test_several_problems_are_all_reported(tmp_path):
     path = jsonl_write(tmp_path / "bad.jsonl", [DRUG_ROWS[0], "[]", DRUG_ROWS[1], "{", {"kind": "x"}])
+    assert [line for line, _ in generic_payload(path).problems] == [2, 4, 5]
+
+
+def test_bad_lines_and_missing_endpoints_are_reported_together(small_graph, graph_store, tmp_path):
+    """Every bad line in one report: a line that does not parse does not hide an edge to a node that is missing."""
+    rows = [DRUG_ROWS[0], "{oops", *DRUG_ROWS[1:],
+            {"kind": "edge", "type": "IN_GROUP", "from": {"label": "Drug", "key": "amoxicillin"},
+             "to": {"label": "PharmGroup", "key": "nowhere"}},
+            {"kind": "node", "label": "Drug", "key": "x", "props": {"name": "a\u0000b"}}]
+    path = jsonl_write(tmp_path / "bad.jsonl", rows)
     with pytest.raises(InputError) as caught:
-        generic_payload(path)
-    assert [line for line, _ in caught.value.problems] == [2, 4, 5]
+        graph_import(source="generic", files=[path], parse=lambda: generic_payload(path), check_endpoints=True,
+                     store=graph_store)
+    assert caught.value.source == "bad.jsonl"
+    assert [(line, text.split(" ")[0]) for line, text in caught.value.problems] == [
+        (2, "not"), (8, "IN_GROUP"), (9, "property")]
+    assert "control character" in caught.value.problems[2][1]
+
+
+@pytest.mark.parametrize("key", ["a\u0000b", "\u0007", "x" * 201])
+def test_a_key_with_a_control_character_or_too_long_is_a_bad_line(tmp_path, key):
+    path = tmp_path / "bad.jsonl"
+    quoted = json.dumps(key)  # a JSON escape (\u0000): the file is clean text, the key is not
+    path.write_text('{"kind": "node", "label": "Drug", "key": %s}\n' % quoted
+                    + '{"kind": "edge", "type": "IN_GROUP", "from": {"label": "Drug", "key": %s}, '
+                      '"to": {"label": "PharmGroup", "key": "g"}}\n' % quoted, encoding="utf-8")
+    problems = generic_payload(path).problems
+    assert [line for line, _ in problems] == [1, 2] and "control characters" in problems[0][1]
+
+
+def test_jsonl_with_a_byte_order_mark_and_crlf_imports(small_graph, graph_store, tmp_path):
+    path = tmp_path / "drugs.jsonl"
+    path.write_bytes(jsonl_write(tmp_path / "plain.jsonl", DRUG_ROWS).read_bytes().replace(b"\n", b"\r\n"))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert graph_import(source="generic", files=[path], parse=lambda: generic_payload(path), check_endpoints=True,
+                        store=graph_store).changed
+    assert graph_store.run("MATCH (d:Drug) RETURN d.name AS name") == [{"name": "Амоксициллин"}]
+
+
+def test_jsonl_in_cp1251_is_refused_naming_the_encoding_and_every_line(tmp_path):
+    path = tmp_path / "drugs.jsonl"
+    path.write_bytes(jsonl_write(tmp_path / "utf8.jsonl", DRUG_ROWS).read_text(encoding="utf-8").encode("cp1251"))
+    with pytest.raises(InputError) as caught:
+        generic_payload(path, name="препараты.jsonl")
+    assert caught.value.source == "препараты.jsonl"
+    assert caught.value.problems[0] == (0, "not UTF-8 text: it looks like cp1251 (Windows Cyrillic); save it as "
+                                           "UTF-8 and upload it again")
+    assert [line for line, _ in caught.value.problems[1:]] == [1, 2, 3, 6]  # the lines with Cyrillic text
 
 
 def test_interrupted_import_leaves_previous_graph_intact(small_graph, graph_store, tmp_path, monkeypatch):
@@ -174,12 +220,30 @@ def test_russian_names_csv(small_graph, graph_store, tmp_path):
     assert rows[0]["ru"] == "ОРВИ неуточнённая" and "орви неуточненная" in rows[0]["st"]
 
 
-def test_bad_russian_names_csv(tmp_path):
+def test_bad_russian_names_csv_reports_every_bad_row_with_the_line_it_starts_on(tmp_path):
     path = tmp_path / "names.csv"
-    path.write_text("code,name_ru\nJ06,ok\nnot a code,x\nJ07,\nJ08,a,b\n", encoding="utf-8")
+    path.write_text('code,name_ru\nJ06,ok\nnot a code,x\nJ07,\nJ08,a,b\nJ09\nJ10,"в кавычках"лишнее\n'
+                    'J11,"многострочное\nимя"\nJ12,"не закрыто\nJ13,ok\n', encoding="utf-8")
+    problems = icd10_ru_payload(path).problems
+    assert [line for line, _ in problems] == [3, 4, 5, 6, 7, 8, 10]
+    assert problems[2][1] == "expected 2 fields (code,name_ru), got 3" and problems[3][1].endswith("got 1")
+    assert "quot" in problems[4][1] and "runs over lines 8-9" in problems[5][1] and "quote" in problems[6][1]
+
+
+def test_russian_names_csv_with_a_byte_order_mark_imports(small_graph, graph_store, tmp_path):
+    path = tmp_path / "names.csv"
+    path.write_bytes("code,name_ru\r\nJ06.9,ОРВИ неуточнённая\r\n".encode("utf-8-sig"))
+    graph_import(source="ru", files=[path], parse=lambda: icd10_ru_payload(path), store=graph_store)
+    assert graph_store.run("MATCH (n:Code {key: 'J06.9'}) RETURN n.name_ru AS ru") == [{"ru": "ОРВИ неуточнённая"}]
+
+
+def test_russian_names_csv_in_cp1251_is_refused_naming_the_encoding(tmp_path):
+    path = tmp_path / "names.csv"
+    path.write_bytes("code,name_ru\nJ06,Острые инфекции\nJ06.9,ОРВИ\n".encode("cp1251"))
     with pytest.raises(InputError) as caught:
         icd10_ru_payload(path)
-    assert [line for line, _ in caught.value.problems] == [3, 4, 5]
+    assert "looks like cp1251 (Windows Cyrillic); save it as UTF-8" in caught.value.problems[0][1]
+    assert [line for line, _ in caught.value.problems] == [0, 2, 3]
 
 
 class Terminal(io.StringIO):
@@ -239,7 +303,7 @@ def test_import_killed_mid_write_leaves_previous_graph_intact(graph_store, tmp_p
     env = dict(os.environ)
     test_db = connection.settings_dict["NAME"]
     env["DATABASE_URL"] = urlunsplit(urlsplit(env["DATABASE_URL"])._replace(path=f"/{test_db}"))
-    env["GRAPH_URL"] = f"falkordb://127.0.0.1:{settings.GRAPH.port}/{settings.GRAPH.database}"
+    env["GRAPH_URL"] = urlunsplit(urlsplit(settings.GRAPH.url)._replace(path=f"/{settings.GRAPH.database}"))
     output = tmp_path / "output.txt"
 
     def drugs_written() -> int:

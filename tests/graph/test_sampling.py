@@ -103,3 +103,15 @@ def test_data_loaded_from_the_graph(small_graph, graph_store):
     graph_store.run("MATCH (c:Code {key: 'J06.9'}), (s:Symptom {key: 'кашель'}) "
                     "CREATE (c)-[:HAS_SYMPTOM {count: 1, source: 'curated'}]->(s)")
     assert list(sampling_data_load(graph_store).categories["J06"].donors) == ["J06.9"]
+
+
+@pytest.mark.django_db
+def test_a_symptom_without_a_name_or_count_is_sampled_by_its_key(graph_store):
+    """The generic format lets a symptom node lack a name and a HAS_SYMPTOM edge lack a count: the statistics page
+    and generation read the key and weight 1 instead of failing on None."""
+    graph_store.run("CREATE (c:Category {key: 'J06', name: 'URI'}), "
+                    "(c)-[:HAS_SYMPTOM {source: 'curated'}]->(:Symptom {key: 'осиплость'}), "
+                    "(c)-[:HAS_SYMPTOM {source: 'other', count: 2}]->(:Symptom {key: 'кашель', name: 'кашель'})")
+    data = sampling_data_load(graph_store)
+    assert data.categories["J06"].donors == {"J06": [("кашель", 2), ("осиплость", 1)]}
+    assert [row.key for row in category_budget(data)] == ["J06"]
