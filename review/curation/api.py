@@ -3,10 +3,14 @@ Views validate input and call one service or selector; errors map to responses i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,7 +18,7 @@ from rest_framework.views import APIView
 from generation.models import Note
 from medsyn_site.core.api import HasPerm
 
-from .forms import CurationFilterForm
+from .forms import BULK_FILTER_KEYS, CurationFilterForm, ascii_digits
 from .models import NoteCuration, ScanJob
 from .scans import do_start_scan
 from .selectors import curation_notes, note_curation
@@ -31,11 +35,14 @@ from .services import (
 CanCurate = HasPerm.of("curate_notes")
 
 
-def filters_from_request(data) -> dict:
-    """The queue filter from query parameters or a JSON object; invalid filters are a 400, never widened."""
-    form = CurationFilterForm(data)
+def filters_from_request(data, *, known_keys: Iterable[str] | None = None) -> dict:
+    """The queue filter from query parameters (known_keys None: the queue's list) or from the JSON `filters` object
+    of an action (known_keys: the keys it may hold, any other is refused by name); invalid filters are a 400, never
+    widened. The errors of a `filters` object are under "filters"."""
+    form = CurationFilterForm(data, known_keys=known_keys)
     if not form.is_valid():
-        raise serializers.ValidationError(form.errors.get_json_data())
+        errors = form.errors.get_json_data()
+        raise serializers.ValidationError(errors if known_keys is None else {"filters": errors})
     return form.filters()
 
 
@@ -47,6 +54,7 @@ class NoteCurationSerializer(serializers.ModelSerializer):
         fields = ["state", "reason", "flagged", "near_duplicate_of", "duplicate_jaccard", "duplicates_checked_version",
                   "memorised", "memorisation_real_note", "memorisation_ngram", "memorisation_score",
                   "memorisation_checked_version", "flag_override"]
+        read_only_fields = fields  # a response only: documented as always present
 
 
 class CurationNoteSerializer(serializers.ModelSerializer):
@@ -57,6 +65,7 @@ class CurationNoteSerializer(serializers.ModelSerializer):
     class Meta:
         model = Note
         fields = ["id", "icd_code", "text", "version", "metadata", "curation", "recall", "detectability"]
+        read_only_fields = fields
 
     @extend_schema_field(NoteCurationSerializer)
     def get_curation(self, note: Note) -> dict:
@@ -64,11 +73,23 @@ class CurationNoteSerializer(serializers.ModelSerializer):
         return NoteCurationSerializer(note_curation(note)).data
 
 
+class QueuePagination(PageNumberPagination):
+    """Page-number pagination whose page is a positive number in ASCII digits (or "last"), else a 400: int() would
+    read '٣' as page 3 and DRF answers "²" with a 404 as if the page were only out of range."""
+
+    def get_page_number(self, request: Request, paginator) -> str:
+        number = str(super().get_page_number(request, paginator))
+        if number not in self.last_page_strings and not ascii_digits(number):
+            raise serializers.ValidationError({self.page_query_param: [_("A page is a number in digits 0-9.")]})
+        return number
+
+
 class CurationQueueView(ListAPIView):
     """Synthetic notes, filtered and sorted as in the curation queue (query parameters of CurationFilterForm)."""
 
     permission_classes = [CanCurate]
     serializer_class = CurationNoteSerializer
+    pagination_class = QueuePagination
 
     def get_queryset(self):
         return curation_notes(filters=filters_from_request(self.request.query_params),
@@ -104,9 +125,20 @@ class NoteActionView(APIView):
 class BulkSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=BULK_ACTIONS)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
-    filters = serializers.DictField(required=False, default=dict)
+    filters = serializers.DictField(required=False, default=dict,
+                                    help_text="The queue's filter (CurationFilterForm keys); an unknown key is a 400.")
     expected = serializers.IntegerField(required=False, min_value=0,
                                         help_text="The eligible count of the preview; omit it to get the preview.")
+
+
+class BulkPreviewSerializer(serializers.Serializer):
+    matching = serializers.IntegerField(read_only=True, help_text="Notes the filter matches.")
+    eligible = serializers.IntegerField(read_only=True, help_text="Of those, notes the action would change.")
+    skipped = serializers.IntegerField(read_only=True, help_text="Matching notes in a state the action leaves.")
+
+
+class BulkAppliedSerializer(serializers.Serializer):
+    changed = serializers.IntegerField(read_only=True, help_text="Notes the action changed.")
 
 
 class BulkView(APIView):
@@ -114,19 +146,21 @@ class BulkView(APIView):
 
     permission_classes = [CanCurate]
 
-    @extend_schema(request=BulkSerializer)
+    @extend_schema(request=BulkSerializer, responses={200: PolymorphicProxySerializer(
+        component_name="BulkResult", serializers=[BulkPreviewSerializer, BulkAppliedSerializer],
+        resource_type_field_name=None)})
     def post(self, request: Request) -> Response:
         data = BulkSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        notes = curation_notes(filters=filters_from_request(data.validated_data["filters"]))
+        notes = curation_notes(filters=filters_from_request(data.validated_data["filters"],
+                                                            known_keys=BULK_FILTER_KEYS))
         action = data.validated_data["action"]
         if "expected" in data.validated_data:
             changed = do_bulk_transition_notes(actor=request.user, notes=notes, action=action,
                                                reason=data.validated_data["reason"],
                                                expected=data.validated_data["expected"])
-            return Response({"changed": changed})
-        preview = bulk_preview(notes=notes, action=action)
-        return Response({"matching": preview.matching, "eligible": preview.eligible, "skipped": preview.skipped})
+            return Response(BulkAppliedSerializer({"changed": changed}).data)
+        return Response(BulkPreviewSerializer(bulk_preview(notes=notes, action=action)).data)
 
 
 class ScanSerializer(serializers.ModelSerializer):
@@ -136,12 +170,13 @@ class ScanSerializer(serializers.ModelSerializer):
         model = ScanJob
         fields = ["id", "kind", "status", "progress_done", "progress_total", "percent", "flagged", "error",
                   "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
 
 
 class ScanStartView(APIView):
     permission_classes = [CanCurate]
 
-    @extend_schema(request=None, responses=ScanSerializer)
+    @extend_schema(request=None, responses={202: ScanSerializer})
     def post(self, request: Request, kind: str) -> Response:
         return Response(ScanSerializer(do_start_scan(actor=request.user, kind=kind)).data,
                         status=status.HTTP_202_ACCEPTED)

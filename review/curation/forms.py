@@ -1,11 +1,44 @@
+"""Forms of curation: the queue's filter (shared by the queue, bulk actions and releases), note actions and the
+number fields that read ASCII digits only."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from generation.models import PromptTemplate
 
 from .models import ReviewState
+
+# What a posted page form carries besides its own fields.
+FORM_EXTRA_KEYS = frozenset({"csrfmiddlewaretoken"})
+
+
+def ascii_digits(value: str) -> bool:
+    """Whether value is a non-negative whole number in the digits 0-9 (str.isdigit() alone takes '٣' and '²')."""
+    return value.isascii() and value.isdigit()
+
+
+class AsciiNumberMixin:
+    """Python's int() and float() read every Unicode decimal digit ('٣' is 3, '１' is 1): a number written with
+    anything but ASCII is refused, so the value acted on is the one a person reads."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and not value.isascii():
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
+class AsciiIntegerField(AsciiNumberMixin, forms.IntegerField):
+    pass
+
+
+class AsciiFloatField(AsciiNumberMixin, forms.FloatField):
+    pass
 
 
 class CurationFilterForm(forms.Form):
@@ -27,19 +60,39 @@ class CurationFilterForm(forms.Form):
     model = forms.CharField(label=_("Model"), required=False, max_length=100)
     variant = forms.ChoiceField(label=_("Prompt variant"), required=False,
                                 choices=[("", _("Any"))] + list(PromptTemplate.Variant.choices))
-    job = forms.IntegerField(label=_("Generation job"), required=False, min_value=1)
+    job = AsciiIntegerField(label=_("Generation job"), required=False, min_value=1)
     check = forms.ChoiceField(label=_("Automatic checks"), required=False,
                               choices=[("", _("Any")), ("pass", _("Passed")), ("fail", _("Failed"))])
-    recall_min = forms.FloatField(label=_("Symptom recall ≥"), required=False, min_value=0, max_value=1)
-    recall_max = forms.FloatField(label=_("Symptom recall ≤"), required=False, min_value=0, max_value=1)
-    detectability_min = forms.FloatField(label=_("Detectability ≥"), required=False, min_value=0, max_value=1,
+    recall_min = AsciiFloatField(label=_("Symptom recall ≥"), required=False, min_value=0, max_value=1)
+    recall_max = AsciiFloatField(label=_("Symptom recall ≤"), required=False, min_value=0, max_value=1)
+    detectability_min = AsciiFloatField(label=_("Detectability ≥"), required=False, min_value=0, max_value=1,
                                          help_text=_("Share of physicians who judged the note synthetic."))
-    detectability_max = forms.FloatField(label=_("Detectability ≤"), required=False, min_value=0, max_value=1)
+    detectability_max = AsciiFloatField(label=_("Detectability ≤"), required=False, min_value=0, max_value=1)
     flag = forms.ChoiceField(label=_("Flags"), required=False, choices=FLAGS)
     sort = forms.ChoiceField(label=_("Sort"), required=False, choices=SORTS)
 
     FILTER_KEYS = ("state", "code", "model", "variant", "job", "check", "recall_min", "recall_max",
                    "detectability_min", "detectability_max", "flag")
+
+    def __init__(self, data: Any = None, *args: Any, known_keys: Iterable[str] | None = None, **kwargs: Any) -> None:
+        """known_keys: every key the data may hold (fields and whatever else the request carries); any other key is
+        a form error naming it. A filter that is ignored would widen a bulk action or a release to every note, so
+        callers that act on the filter (bulk actions, releases) pass it; the queue's page does not."""
+        super().__init__(data, *args, **kwargs)
+        self.known_keys = None if known_keys is None else frozenset(known_keys)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for name in self.fields:  # a JSON filter: a list or an object would be read as its repr
+            if isinstance(self.data.get(name), list | dict):
+                self.add_error(name, _("Expected a single value (a string or a number)."))
+        if self.known_keys is not None and (unknown := sorted(str(key) for key in self.data
+                                                             if key not in self.known_keys)):
+            known = [name for name in self.fields if name in self.known_keys]
+            raise ValidationError(_("Unknown filter key(s): %(unknown)s. Known filters: %(known)s."),
+                                  code="unknown_filter",
+                                  params={"unknown": ", ".join(unknown), "known": ", ".join(known)})
+        return data
 
     def filters(self) -> dict:
         """The cleaned, non-empty filters (JSON-serialisable): what a bulk action or a release records."""
@@ -57,11 +110,27 @@ class NoteEditForm(forms.Form):
     reason = forms.CharField(label=_("Why this edit"), required=False, max_length=2000)
 
 
-def filter_form_bound(data) -> CurationFilterForm:
-    """The queue filter bound to request data; an invalid field is shown on the form and left out of the filter."""
-    form = CurationFilterForm(data)
+# The keys a bulk action's filter may hold: the queue's filter form as the page sends it (its sort too).
+BULK_FILTER_KEYS = frozenset(CurationFilterForm.base_fields)
+# The bulk form's own fields, posted with the queue's filter.
+BULK_FORM_KEYS = BULK_FILTER_KEYS | FORM_EXTRA_KEYS | {"action", "reason", "expected"}
+
+
+def filter_form_bound(data, *, known_keys: Iterable[str] | None = None) -> CurationFilterForm:
+    """The queue filter bound to request data; an invalid field is shown on the form and left out of the filter.
+    known_keys: as CurationFilterForm."""
+    form = CurationFilterForm(data, known_keys=known_keys)
     form.is_valid()
     return form
+
+
+def form_errors_text(form: forms.Form) -> str:
+    """A bound form's errors in one line ("Label: message ..."), for a page that shows them in one place."""
+    parts = []
+    for name, errors in form.errors.items():
+        text = " ".join(str(error) for error in errors)
+        parts.append(f"{form.fields[name].label}: {text}" if name in form.fields else text)
+    return " ".join(parts)
 
 
 def filter_form_filters(form: CurationFilterForm) -> dict:

@@ -18,7 +18,16 @@ from medsyn_site.access import permission_view
 from medsyn_site.core.audit import audit_trail
 from medsyn_site.core.progress import poll_response
 
-from .forms import CurationFilterForm, NoteEditForm, filter_form_bound, filter_form_filters
+from .forms import (
+    BULK_FORM_KEYS,
+    CurationActionForm,
+    CurationFilterForm,
+    NoteEditForm,
+    ascii_digits,
+    filter_form_bound,
+    filter_form_filters,
+    form_errors_text,
+)
 from .models import ScanJob
 from .scans import do_start_scan
 from .selectors import curation_notes, note_curation, release_blockers, scans_latest
@@ -44,6 +53,11 @@ def _query(form: CurationFilterForm) -> str:
     return urlencode({k: v for k, v in form.data.items() if k in form.fields and v not in (None, "")})
 
 
+def _page_number(raw: str | None) -> str | None:
+    """The page asked for when written in ASCII digits, else None (the first page): int() reads '٣' as 3."""
+    return raw if raw and ascii_digits(raw) else None
+
+
 @_curate
 def curation(request: HttpRequest) -> HttpResponse:
     data = request.GET.copy()
@@ -51,9 +65,9 @@ def curation(request: HttpRequest) -> HttpResponse:
         data["state"] = "pending_review"
     form = filter_form_bound(data)
     notes = curation_notes(filters=filter_form_filters(form), sort=form.cleaned_data.get("sort") or "id")
-    page = Paginator(notes, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(notes, PAGE_SIZE).get_page(_page_number(request.GET.get("page")))
     context = {"form": form, "page": page, "rows": [(note, note_curation(note)) for note in page],
-               "query": _query(form)}
+               "query": _query(form), "filter_error": form_errors_text(form)}
     if request.htmx and request.htmx.target == "queue":
         return render(request, "review/curation/_curation_queue.html", context)
     context.update(bulk_actions=[TRANSITIONS[a] for a in BULK_ACTIONS],
@@ -111,6 +125,14 @@ def _message(error: ValidationError) -> str:
     return " ".join(error.messages)
 
 
+def _action_reason(request: HttpRequest) -> tuple[str, str]:
+    """(reason, error) of a posted note action: the reason is checked as a form field (length, no NUL)."""
+    form = CurationActionForm(request.POST)
+    if not form.is_valid():
+        return "", form_errors_text(form)
+    return form.cleaned_data["reason"], ""
+
+
 def _note_action(request: HttpRequest, pk: int, action: Callable[[Note], Note]) -> HttpResponse:
     """Run one curation action on a note and show the note again, with the refusal if the action was refused."""
     note = get_object_or_404(Note, pk=pk)
@@ -124,8 +146,11 @@ def _note_action(request: HttpRequest, pk: int, action: Callable[[Note], Note]) 
 @_curate
 @require_POST
 def curation_transition(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    reason, error = _action_reason(request)
+    if error:
+        return _note_response(request, get_object_or_404(Note, pk=pk), error)
     return _note_action(request, pk, lambda note: do_transition_note(
-        actor=request.user, note=note, action=action, reason=request.POST.get("reason", "")))
+        actor=request.user, note=note, action=action, reason=reason))
 
 
 @_curate
@@ -141,29 +166,40 @@ def curation_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @_curate
 @require_POST
 def curation_override(request: HttpRequest, pk: int) -> HttpResponse:
+    reason, error = _action_reason(request)
+    if error:
+        return _note_response(request, get_object_or_404(Note, pk=pk), error)
     return _note_action(request, pk, lambda note: do_override_note_flag(
-        actor=request.user, note=note, reason=request.POST.get("reason", "")))
+        actor=request.user, note=note, reason=reason))
 
 
 @_curate
 @require_POST
 def curation_bulk(request: HttpRequest) -> HttpResponse:
     """Preview (no "expected" posted) or apply a bulk action over the queue's current filter."""
-    form = filter_form_bound(request.POST)
-    action, reason = request.POST.get("action", ""), request.POST.get("reason", "")
+    form = filter_form_bound(request.POST, known_keys=BULK_FORM_KEYS)
+    action = request.POST.get("action", "")
+    reason, reason_error = _action_reason(request)
     context = {"action": action, "reason": reason, "form": form}
     if not form.is_valid():  # never act on a wider set than the filter the user wrote
-        context["error"] = _("Fix the filter first: %(errors)s") % {"errors": form.errors.as_text()}
+        context["error"] = _("Fix the filter first: %(errors)s") % {"errors": form_errors_text(form)}
+        return render(request, "review/curation/_bulk_preview.html", context)
+    if reason_error:
+        context["error"] = reason_error
         return render(request, "review/curation/_bulk_preview.html", context)
     notes = curation_notes(filters=form.filters())
+    expected = request.POST.get("expected")
+    if expected is not None and not ascii_digits(expected):  # int() reads '٣' as 3
+        context["error"] = _("Bad count.")
+        return render(request, "review/curation/_bulk_preview.html", context)
     try:
-        if "expected" in request.POST:
+        if expected is not None:
             context["done"] = do_bulk_transition_notes(actor=request.user, notes=notes, action=action, reason=reason,
-                                                       expected=int(request.POST["expected"] or -1))
+                                                       expected=int(expected))
         context["preview"] = bulk_preview(notes=notes, action=action)
         context["transition"] = TRANSITIONS[action]
-    except (ValidationError, ValueError) as error:
-        context["error"] = _message(error) if isinstance(error, ValidationError) else _("Bad count.")
+    except ValidationError as error:
+        context["error"] = _message(error)
     response = render(request, "review/curation/_bulk_preview.html", context)
     if context.get("done") is not None:
         response["HX-Trigger"] = "curation-changed"

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from medsyn_site.core.api import HasPerm
 from review.curation.api import filters_from_request
 
-from .forms import LICENCES
+from .forms import LICENCES, RELEASE_FILTER_KEYS
 from .models import Release, ReleaseExport
 from .selectors import releases_list
 from .services import do_create_release, do_retry_release_export, release_diff, release_preview
@@ -25,24 +25,35 @@ CanDownload = HasPerm.of("download_releases")
 CanManageReleases = HasPerm.of("manage_releases")
 
 
+class ReleaseFileSerializer(serializers.Serializer):
+    path = serializers.CharField(read_only=True, help_text="Relative to the release folder (files/<path>).")
+    bytes = serializers.IntegerField(read_only=True)
+    sha256 = serializers.CharField(read_only=True)
+
+
 class ReleaseExportSerializer(serializers.ModelSerializer):
     percent = serializers.IntegerField(read_only=True)
     finished = serializers.BooleanField(read_only=True)
+    files = ReleaseFileSerializer(many=True, read_only=True, help_text="Every file written, SHA256SUMS last.")
+    stats = serializers.DictField(read_only=True, help_text="The statistics of the dataset card.")
 
     class Meta:
         model = ReleaseExport
         fields = ["status", "finished", "percent", "progress_done", "progress_total", "error", "files", "stats",
                   "created_at", "started_at", "finished_at"]
+        read_only_fields = fields  # a response only: documented as always present
 
 
 class ReleaseSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.get_username", default="", read_only=True)
     export = ReleaseExportSerializer(read_only=True)
+    filters = serializers.DictField(read_only=True, help_text="The filter the release was made with.")
 
     class Meta:
         model = Release
         fields = ["id", "name", "version", "description", "licence", "include_real", "real_data_licence", "filters",
                   "note_count", "content_sha256", "created_by", "created_at", "export"]
+        read_only_fields = fields
 
 
 class ReleaseCreateSerializer(serializers.Serializer):
@@ -51,9 +62,19 @@ class ReleaseCreateSerializer(serializers.Serializer):
     licence = serializers.ChoiceField(choices=[value for value, _ in LICENCES], required=False, default="mit")
     include_real = serializers.BooleanField(required=False, default=False)
     real_data_licence = serializers.CharField(required=False, allow_blank=True, default="")
-    filters = serializers.DictField(required=False, default=dict)
-    preview = serializers.BooleanField(required=False, default=False)
+    filters = serializers.DictField(required=False, default=dict,
+                                    help_text="The queue's filters but `state` (a release takes approved notes); an "
+                                              "unknown key is a 400.")
+    preview = serializers.BooleanField(required=False, default=False,
+                                       help_text="Only count what the release would hold (200, ReleasePreview).")
 
+
+class ReleasePreviewSerializer(serializers.Serializer):
+    synthetic = serializers.IntegerField(read_only=True, help_text="Releasable approved synthetic notes.")
+    real = serializers.IntegerField(read_only=True, help_text="Real notes (0 unless include_real).")
+    total = serializers.IntegerField(read_only=True)
+    held_back = serializers.DictField(child=serializers.IntegerField(), read_only=True,
+                                      help_text="Approved notes left out, by reason.")
 
 
 class ReleasesView(APIView):
@@ -66,16 +87,15 @@ class ReleasesView(APIView):
     def get(self, request: Request) -> Response:
         return Response(ReleaseSerializer(releases_list(), many=True).data)
 
-    @extend_schema(request=ReleaseCreateSerializer, responses=ReleaseSerializer)
+    @extend_schema(request=ReleaseCreateSerializer, responses={201: ReleaseSerializer, 200: ReleasePreviewSerializer})
     def post(self, request: Request) -> Response:
         data = ReleaseCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        filters = filters_from_request(values["filters"])
+        filters = filters_from_request(values["filters"], known_keys=RELEASE_FILTER_KEYS)
         if values["preview"]:
             preview = release_preview(filters=filters, include_real=values["include_real"])
-            return Response({"synthetic": preview.synthetic, "real": preview.real, "total": preview.total,
-                             "held_back": preview.held_back})
+            return Response(ReleasePreviewSerializer(preview).data)
         release = do_create_release(actor=request.user, name=values["name"], filters=filters,
                                     description=values["description"], licence=values["licence"],
                                     include_real=values["include_real"], real_data_licence=values["real_data_licence"])

@@ -8,7 +8,8 @@ Layout of the folder:
 
     data/train.parquet   all columns, one row group per chunk (the `datasets` default config)
     jsonl/train.jsonl    all columns, one UTF-8 JSON object per line
-    csv/train.csv        the 12 MedSyn release columns only (readable by generation.services.medsyn_csv_rows)
+    csv/train.csv        the 12 MedSyn release columns only (readable by generation.services.medsyn_csv_rows); a
+                         cell a spreadsheet would run as a formula is neutralised (core.spreadsheet, said in the card)
     README.md            the dataset card: YAML header (licence, configs, features, row count), statistics
     SHA256SUMS           `sha256sum -c` format, for every file above
 """
@@ -33,6 +34,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml  # PyYAML, required by `datasets`
+
+from medsyn_site.core.spreadsheet import NEUTRALISED_NOTE, csv_row_safe
 
 PRIVATE_DATA = "private_data"  # the `anamnesis` of a note whose example note may not be published
 
@@ -256,7 +259,7 @@ def _data_write(work: Path, rows: Iterable[dict[str, Any]], total: int, report: 
                 record = {name: row[name] for name in ALL_COLUMNS}
                 line = json.dumps(record, ensure_ascii=False, allow_nan=False)
                 jsonl.write(_JSONL_LINE_BREAKS.sub(lambda match: f"\\u{ord(match[0]):04x}", line) + "\n")
-                table.writerow([row[name] for name in CSV_COLUMNS])
+                table.writerow(csv_row_safe(row[name] for name in CSV_COLUMNS))  # no cell runs as a formula
             batch = pa.Table.from_pylist(chunk, schema=PARQUET_SCHEMA)
             parquet.write_table(batch, row_group_size=len(chunk))
             arrow_bytes += batch.nbytes
@@ -451,7 +454,7 @@ def _card_markdown(card: ReleaseCard, stats: dict[str, Any], data_files: list[Ex
         '# the 12 MedSyn columns; only empty fields are missing values, a note reading "NA" stays text\n'
         'medsyn = load_dataset("csv", data_files="path/to/folder/csv/train.csv", keep_default_na=False, na_values=[""])'
         "\n```\n\nThe JSONL and CSV files are not `datasets` configs of this folder: `datasets` reads all configs of "
-        "a folder in one format.",
+        "a folder in one format.\n\n" + NEUTRALISED_NOTE,
         "## Columns\n\nThe first 12 columns are the MedSyn release layout (the CSV file has only these).\n\n"
         + _table(["column", "type", "in CSV", "meaning"],
                  [[name, _FEATURE_DTYPES[kind], "yes" if name in CSV_COLUMNS else "no", meaning]

@@ -14,10 +14,10 @@ from generation.models import Note
 from medsyn_site.access import permission_view
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.progress import poll_response
-from review.curation.forms import filter_form_bound
+from review.curation.forms import filter_form_bound, form_errors_text
 from review.curation.services import text_diff_html
 
-from .forms import ReleaseCreateForm
+from .forms import RELEASE_FORM_KEYS, ReleaseCompareForm, ReleaseCreateForm
 from .models import Release
 from .selectors import release_sample, releases_list, releases_other_than
 from .services import do_create_release, do_retry_release_export, release_diff, release_file_path, release_preview
@@ -33,7 +33,8 @@ def _message(error: ValidationError) -> str:
 @_download
 def releases(request: HttpRequest) -> HttpResponse:
     can_create = request.user.has_perm("medsyn_site.manage_releases")
-    filter_form = filter_form_bound(request.POST if request.method == "POST" else request.GET)
+    filter_form = (filter_form_bound(request.POST, known_keys=RELEASE_FORM_KEYS) if request.method == "POST"
+                   else filter_form_bound(request.GET))
     form = ReleaseCreateForm(request.POST or None)
     context = {"releases": releases_list(), "form": form,
                "filter_form": filter_form, "can_create": can_create}
@@ -41,7 +42,7 @@ def releases(request: HttpRequest) -> HttpResponse:
         if not can_create:
             raise PermissionDenied
         if not filter_form.is_valid():
-            context["error"] = _("Fix the filter first: %(errors)s") % {"errors": filter_form.errors.as_text()}
+            context["error"] = _("Fix the filter first: %(errors)s") % {"errors": form_errors_text(filter_form)}
             template = ("review/releases/_release_preview.html" if "preview" in request.POST
                         else "review/releases/releases.html")
             return render(request, template, context, status=200 if request.htmx else 400)
@@ -65,15 +66,32 @@ def releases(request: HttpRequest) -> HttpResponse:
     return render(request, "review/releases/releases.html", context)
 
 
+def _detail_page(request: HttpRequest, release: Release, compare_form: ReleaseCompareForm | None = None,
+                 status: int = 200) -> HttpResponse:
+    return render(request, "review/releases/release_detail.html", {
+        "release": release, "export": release.export, "others": releases_other_than(release),
+        "sample": release_sample(release), "compare_form": compare_form}, status=status)
+
+
 @_download
 def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(releases_list(), pk=pk)
-    context = {"release": release, "export": release.export}
     if request.htmx:
-        response = render(request, "review/releases/_release_export.html", context)
+        response = render(request, "review/releases/_release_export.html", {"release": release,
+                                                                            "export": release.export})
         return poll_response(response, finished=release.export.finished)
-    return render(request, "review/releases/release_detail.html", {
-        **context, "others": releases_other_than(release), "sample": release_sample(release)})
+    return _detail_page(request, release)
+
+
+@_download
+def release_compare(request: HttpRequest, pk: int) -> HttpResponse:
+    """The release page's diff form (a plain GET form, no script): ?other=<id> redirects to the diff from that
+    release to this one; an unknown or malformed release is a form error on the page."""
+    release = get_object_or_404(releases_list(), pk=pk)
+    form = ReleaseCompareForm(request.GET, release=release)
+    if not form.is_valid():
+        return _detail_page(request, release, compare_form=form, status=400)
+    return redirect("releases:release_diff", pk=form.cleaned_data["other"].pk, other=release.pk)
 
 
 @_manage_releases

@@ -244,3 +244,70 @@ def test_scan_status_polls_until_the_scan_has_finished(client, make_user, curati
     done = client.get(reverse("curation:scan_status", args=[scan.pk]), HTTP_HX_REQUEST="true")
     assert done.status_code == 286 and "6 of 6 notes" in done.content.decode()  # htmx stops polling
     assert do_start_scan(actor=None, kind="duplicates", queue=False) != scan
+
+
+def test_the_bulk_form_refuses_keys_it_does_not_know(client, make_user, curation_pool):
+    """A crafted key (or a renamed field) would be ignored and the action would change every note."""
+    client.force_login(make_user("curator"))
+    for expected in ({}, {"expected": "6"}):
+        response = client.post(reverse("curation:curation_bulk"), {
+            "action": "submit", "icd_code__regex": "^J06", "foo": "1", "code": "", **expected}, HTTP_HX_REQUEST="true")
+        text = response.content.decode()
+        assert "Fix the filter first" in text and "foo, icd_code__regex" in text
+    assert not NoteCuration.objects.exists()
+    preview = client.post(reverse("curation:curation_bulk"), {"action": "submit", "code": "J06", "state": "",
+                                                              "sort": "id", "reason": ""}, HTTP_HX_REQUEST="true")
+    assert "will change 1 of the 1 notes" in preview.content.decode()  # every key the page sends is known
+
+
+def test_the_bulk_form_refuses_unicode_digits_and_nul_bytes(client, make_user, curation_pool):
+    client.force_login(make_user("curator"))
+    bulk = reverse("curation:curation_bulk")
+    count = client.post(bulk, {"action": "submit", "expected": "٦"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "Bad count." in count  # int() reads "٦" as 6: the count of the preview must be the one shown
+    job = client.post(bulk, {"action": "submit", "job": "٢", "expected": "3"}, HTTP_HX_REQUEST="true")
+    assert "Fix the filter first" in job.content.decode() and "Generation job" in job.content.decode()
+    reason = client.post(bulk, {"action": "submit", "reason": "ok\x00", "expected": "6"}, HTTP_HX_REQUEST="true")
+    assert reason.status_code == 200 and "Null characters are not allowed." in reason.content.decode()
+    code = client.post(bulk, {"action": "submit", "code": "J\x00", "expected": "1"}, HTTP_HX_REQUEST="true")
+    assert "Fix the filter first" in code.content.decode()
+    assert not NoteCuration.objects.exists()
+
+
+def test_a_nul_byte_in_a_reason_is_a_form_error_not_a_500(client, make_user, curation_pool):
+    client.force_login(make_user("curator"))
+    note = curation_pool["synthetic"][0]
+    for action in ("submit", "override"):
+        url = (reverse("curation:curation_override", args=[note.pk]) if action == "override"
+               else reverse("curation:curation_transition", args=[note.pk, action]))
+        pane = client.post(url, {"reason": "Причина\x00"}, HTTP_HX_REQUEST="true")
+        assert pane.status_code == 200 and "Null characters are not allowed." in pane.content.decode()
+        page = client.post(url, {"reason": "\x00"}, follow=True)
+        assert page.status_code == 200 and "Null characters are not allowed." in page.content.decode()
+    assert _state(note) == "generated"
+
+
+def test_the_queue_page_refuses_unicode_digits(client, make_user, curation_pool):
+    client.force_login(make_user("curator"))
+    page = client.get(reverse("curation:curation"), {"job": "٢", "state": ""})
+    assert page.status_code == 200 and "Not applied: Generation job: Enter a whole number." in page.content.decode()
+    assert "6 notes" in page.content.decode()  # the invalid filter is said, not applied
+    partial = client.get(reverse("curation:curation"), {"recall_min": "٠", "state": ""}, HTTP_HX_REQUEST="true",
+                         HTTP_HX_TARGET="queue").content.decode()
+    assert 'data-testid="filter-error"' in partial and "Symptom recall ≥: Enter a number." in partial
+    for number in ("٢", "²", "2\x00"):
+        assert client.get(reverse("curation:curation"), {"page": number, "state": ""}).status_code == 200
+
+
+def test_no_template_of_curation_or_releases_has_inline_script():
+    """The Content-Security-Policy allows scripts from files only (script-src 'self'): no inline script, no inline
+    event handler, no javascript: URL."""
+    import re
+
+    from django.conf import settings
+
+    inline = re.compile(r"<script(?![^>]*\bsrc=)|\son[a-z]+\s*=|javascript:|hx-on", re.IGNORECASE)
+    folders = [Path(settings.BASE_DIR) / "templates" / "review" / name for name in ("curation", "releases")]
+    found = [f"{path.name}: {match.group(0)}" for folder in folders for path in sorted(folder.glob("*.html"))
+             for match in inline.finditer(path.read_text(encoding="utf-8"))]
+    assert found == []

@@ -95,3 +95,70 @@ def test_a_stalled_export_can_be_retried(api, curator, curation_pool):
     audit = AuditRecord.objects.get(action="retry_release_export")
     assert (audit.from_state, audit.to_state) == ("queued", "queued")
 
+
+
+def test_release_responses_match_the_openapi_schema(api, curator, curation_pool, settings, tmp_path):
+    """The preview (200) and the release (201) are two documented shapes; nullable fields are documented so."""
+    from tests.review.curation.openapi_check import api_schema, response_check
+
+    settings.RELEASES_DIR = tmp_path
+    schema = api_schema(api)
+    approve(curator, *curation_pool["synthetic"][:2])
+    approve(curator, curation_pool["synthetic"][2], checked=False)  # held back: the preview says why
+    preview = api.post("/api/review/releases/", {"name": "doc", "preview": True}, format="json")
+    assert preview.status_code == 200 and preview.json()["held_back"]
+    response_check(schema, "/api/review/releases/", "post", preview)
+    created = api.post("/api/review/releases/", {"name": "doc"}, format="json")
+    response_check(schema, "/api/review/releases/", "post", created)  # 201, export queued: null timestamps
+    pk = created.json()["id"]
+    response_check(schema, "/api/review/releases/{id}/", "get", api.get(f"/api/review/releases/{pk}/"))
+    release_export_run(pk)
+    response_check(schema, "/api/review/releases/", "get", api.get("/api/review/releases/"))
+    response_check(schema, "/api/review/releases/{id}/", "get", api.get(f"/api/review/releases/{pk}/"))
+    ReleaseExport.objects.filter(release_id=pk).update(status="failed")
+    response_check(schema, "/api/review/releases/{id}/export/retry/", "post",
+                   api.post(f"/api/review/releases/{pk}/export/retry/"))
+    response_check(schema, "/api/review/releases/{id}/diff/{other}/", "get",
+                   api.get(f"/api/review/releases/{pk}/diff/{pk}/"))
+
+
+@pytest.mark.parametrize("filters", [{"icd_code__regex": "^J", "foo": 1}, {"state": "generated"},
+                                     {"code": "J06", "codes": ["J06"]}])
+def test_a_release_refuses_filter_keys_it_does_not_know(api, curator, curation_pool, filters):
+    """An ignored key would release every approved note instead of the ones the filter names."""
+    from review.releases.models import Release
+
+    approve(curator, *curation_pool["synthetic"])
+    for preview in (True, False):
+        refused = api.post("/api/review/releases/", {"name": "all", "preview": preview, "filters": filters},
+                           format="json")
+        assert refused.status_code == 400, refused.json()
+        message = refused.json()["filters"]["__all__"][0]["message"]
+        assert all(key in message for key in filters if key != "code"), message
+    assert not Release.objects.exists()
+
+
+@pytest.mark.parametrize(("key", "value"), [("job", "٣"), ("job", "²"), ("recall_min", "٠"), ("code", "J\x00"),
+                                            ("model", "\x00"), ("code", ["J06"])])
+def test_release_filters_refuse_nul_bytes_unicode_digits_and_lists(api, curator, curation_pool, key, value):
+    from review.releases.models import Release
+
+    approve(curator, *curation_pool["synthetic"])
+    for preview in (True, False):
+        refused = api.post("/api/review/releases/", {"name": "r", "preview": preview, "filters": {key: value}},
+                           format="json")
+        assert refused.status_code == 400 and key in refused.json()["filters"], refused.json()
+    assert not Release.objects.exists()
+
+
+def test_a_release_asked_for_while_the_broker_is_down_is_a_503_and_leaves_nothing(api, curator, curation_pool,
+                                                                                   settings):
+    """Item 7 of the hardening issue: once a 500 after ~20 s with a release whose export stayed "queued" for ever."""
+    from medsyn_site.stack import free_port
+    from review.releases.models import Release
+
+    approve(curator, *curation_pool["synthetic"][:2])
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{free_port()}/1"
+    answer = api.post("/api/review/releases/", {"name": "down", "licence": "cc-by-4.0"}, format="json")
+    assert answer.status_code == 503 and "broker" in answer.json()["detail"].lower()
+    assert not Release.objects.exists() and not ReleaseExport.objects.exists()

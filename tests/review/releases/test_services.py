@@ -306,6 +306,9 @@ def test_commands_scan_and_release_with_progress(curation_pool, curator, setting
         call_command("create_release", name="cli", filter=["recall_min=много"], stdout=out, stderr=err)
     with pytest.raises(CommandError, match="No note can be released"):
         call_command("create_release", name="cli", filter=["code=Z99"], stdout=out, stderr=err)
+    with pytest.raises(CommandError, match=r"Unknown filter key\(s\): cdoe"):  # ignored, it would release every note
+        call_command("create_release", name="cli", filter=["cdoe=J06"], stdout=out, stderr=err)
+    assert Release.objects.filter(name="cli").count() == 1
 
 
 def test_importing_real_notes_invalidates_the_memorisation_check(curation_pool, curator):

@@ -2,7 +2,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from medsyn_site.core.progress import command_progress_bar
-from review.curation.forms import CurationFilterForm
+from review.curation.forms import CurationFilterForm, form_errors_text
+from review.releases.forms import RELEASE_FILTER_KEYS
 from review.releases.services import do_create_release, release_export_run, release_folder, release_preview
 
 
@@ -21,9 +22,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, name: str, description: str, licence: str, filter: list[str], include_real: str,
                **options) -> None:
-        form = CurationFilterForm(dict(item.split("=", 1) for item in filter if "=" in item))
+        form = CurationFilterForm(dict(item.split("=", 1) for item in filter if "=" in item),
+                                  known_keys=RELEASE_FILTER_KEYS)  # an ignored key would release every note
         if not form.is_valid() or any("=" not in item for item in filter):
-            raise CommandError(f"bad --filter: {form.errors.as_text() or filter}")
+            raise CommandError(f"bad --filter: {form_errors_text(form) or filter}")
         filters = form.filters()
         preview = release_preview(filters=filters, include_real=bool(include_real))
         for reason, count in preview.held_back.items():
