@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from review.assessment.blinding import rater_text
-from review.assessment.origin_probe import MIN_PER_ORIGIN, content_view, origin_probe
+from review.assessment.origin_probe import MAX_PER_ORIGIN, MIN_PER_ORIGIN, content_view, origin_probe
 from tests.review.assessment.conftest import same_note_twice
 
 BASE = "Жалобы на кашель и насморк в течение трёх дней. Температура 38,5, слабость."
@@ -128,10 +126,8 @@ def test_origin_probe_skips_pools_too_small_for_cross_validation():
     assert (probe["n_real"], probe["min_per_origin"]) == (MIN_PER_ORIGIN - 1, MIN_PER_ORIGIN)
 
 
-def test_origin_probe_is_fast_for_a_pool_of_a_few_hundred_notes():
-    raw, normalised, labels = _form_pool(150)
-    origin_probe(raw[:20], normalised[:20], labels[:20], seed=1)  # scikit-learn imported outside the timing
-    started = time.perf_counter()
+def test_origin_probe_samples_a_large_pool_per_origin():
+    """Its speed is measured by bench/bench_origin_probe.py (about a second for 300 notes), not asserted here."""
+    raw, normalised, labels = _form_pool(MAX_PER_ORIGIN + 20)
     probe = origin_probe(raw, normalised, labels, seed=1)
-    assert probe["n"] == 300
-    assert time.perf_counter() - started < 5  # about a second on an idle two-core machine
+    assert (probe["n_real"], probe["n_synthetic"], probe["n"]) == (MAX_PER_ORIGIN + 20,) * 2 + (2 * MAX_PER_ORIGIN,)
