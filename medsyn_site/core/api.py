@@ -1,4 +1,5 @@
-"""What every API view shares: one exception handler (REST_FRAMEWORK["EXCEPTION_HANDLER"]) and one permission class.
+"""What every API view shares: one exception handler (REST_FRAMEWORK["EXCEPTION_HANDLER"]), one permission class
+and one schema class (REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]) that documents the error answers every operation gives.
 
 Services raise domain errors (core.errors); views never translate them by hand.
 """
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import DataError
-from rest_framework import status
+from drf_spectacular import openapi
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -46,3 +49,44 @@ class HasPerm(BasePermission):
     def has_permission(self, request: Request, view: object) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and user.has_perm(f"medsyn_site.{self.permission}"))
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="What went wrong, in words for a person.")
+
+
+class ValidationErrorSerializer(serializers.Serializer):
+    """Either {"detail": "..."} or one list of messages per field name ({"seed": ["..."]})."""
+
+    detail = serializers.CharField(required=False)
+
+
+class UnavailableSerializer(ErrorDetailSerializer):
+    component = serializers.CharField(help_text="The component that is down: database, graph or broker.")
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's schema, plus the error answers of every operation as exception_handler gives them:
+    400 invalid input, 401 not logged in, 403 not allowed, 404 unknown object (operations with a path parameter),
+    409 state conflict (operations that change something), 429 throttled and 503 a component down."""
+
+    def _get_response_bodies(self, direction: str = "response") -> dict:
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        errors: dict[str, tuple[type[serializers.Serializer], str]] = {
+            "400": (ValidationErrorSerializer, "Invalid input: a message per field, or a detail."),
+            "401": (ErrorDetailSerializer, "Not logged in, or the token is unknown or expired."),
+            "403": (ErrorDetailSerializer, "Logged in, but this role may not do this."),
+            "429": (ErrorDetailSerializer, "Too many requests: try again later."),
+            "503": (UnavailableSerializer, "A component (database, graph, broker) is down."),
+        }
+        if "{" in self.path:
+            errors["404"] = (ErrorDetailSerializer, "No such object.")
+        if self.method not in ("GET", "HEAD", "OPTIONS"):
+            errors["409"] = (ErrorDetailSerializer, "The object's state does not allow this now.")
+        for code, (serializer, description) in errors.items():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(
+                    OpenApiResponse(response=serializer, description=description), code)
+        return dict(sorted(responses.items()))

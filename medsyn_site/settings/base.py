@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 from django.utils.translation import gettext_lazy as _
 
 from medsyn_site.env import (
+    ConfigError,
     broker_from_url,
     database_from_url,
     env_bool,
@@ -46,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "medsyn_site",
     "medsyn_site.core",
     "graph",
@@ -58,6 +62,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "medsyn_site.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "medsyn_site.middleware.ServiceUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -68,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: turns a locked-out log-in into AXES_LOCKOUT_CALLABLE's answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "medsyn_site.urls"
@@ -117,6 +124,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out username/address pair before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -144,13 +156,51 @@ OPEN_DATA_SOURCES = {"RuMedTop3": "Apache-2.0"}
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
 
+# Brute-force protection (django-axes) of the log-in page and POST /api/token/: after AXES_FAILURE_LIMIT wrong
+# passwords for one username from one address, that pair is refused for the cool-off, even with the right password.
+AXES_FAILURE_LIMIT = env_int("MEDSYN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MEDSYN_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "medsyn_site.security.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "medsyn_site.security.client_address"
+# Reverse proxies in front of the site that append to X-Forwarded-For: how the client address is found for the
+# log-in lock-out and the API throttles (0: the connecting address; never trust the header a client sends).
+TRUSTED_PROXY_COUNT = env_int("MEDSYN_TRUSTED_PROXY_COUNT", 0, minimum=0)
+
+# API tokens expire this long after they were issued (medsyn_site.accounts).
+API_TOKEN_TTL = timedelta(days=env_int("MEDSYN_API_TOKEN_TTL_DAYS", 30, minimum=1))
+
+
+def throttle_rate(name: str, default: str) -> str:
+    """A DRF throttle rate from the environment: "<requests>/<second|minute|hour|day>"."""
+    rate = env_str(name, default)
+    if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", rate):
+        raise ConfigError(name, f"expected <requests>/<second|minute|hour|day>, got {rate!r}", default)
+    return rate
+
+
 REST_FRAMEWORK = {
+    # Token first: DRF takes the answer to a request it cannot authenticate from the first class, and only token
+    # authentication has one (401 with "WWW-Authenticate: Token"; the session class would make it 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "medsyn_site.accounts.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per client address (anonymous) or per user; "token" is POST /api/token/ (TokenView.throttle_scope).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.ScopedRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": throttle_rate("MEDSYN_API_THROTTLE_ANON", "60/minute"),
+        "user": throttle_rate("MEDSYN_API_THROTTLE_USER", "1200/minute"),
+        "token": throttle_rate("MEDSYN_API_THROTTLE_TOKEN", "10/minute"),
+    },
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+    "DEFAULT_SCHEMA_CLASS": "medsyn_site.core.api.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "medsyn_site.core.api.exception_handler",
@@ -181,6 +231,25 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBIL
 WORKER_QUEUES = ["gpu", "api", "default"]
 WORKER_HEARTBEAT_SECONDS = 3
 WORKER_HEARTBEAT_TTL_SECONDS = 12
+
+# Content-Security-Policy of every response (medsyn_site.security.ContentSecurityPolicyMiddleware). No inline
+# <script> anywhere: behaviour lives in static files (static/js/medsyn.js for small generic behaviours). Inline
+# style attributes stay allowed: templates set progress bar widths with style="width: N%".
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+}
+# Report-only: browsers report violations in the console but block nothing (to try a stricter policy).
+CONTENT_SECURITY_POLICY_REPORT_ONLY = env_bool("MEDSYN_CSP_REPORT_ONLY", False)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
 
 HEALTH_CACHE_SECONDS = env_int("HEALTH_CACHE_SECONDS", 5, minimum=0)
 

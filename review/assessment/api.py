@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -110,7 +111,7 @@ class SkipView(RaterActionView):
 class ResultsView(APIView):
     permission_classes = [CanViewResults]
 
-    @extend_schema(responses=serializers.JSONField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, study_id: int) -> Response:
         study = get_object_or_404(Study, pk=study_id)
         results_access_check(study, request.user)
@@ -131,7 +132,7 @@ class PoolView(APIView):
 
     permission_classes = [CanManageStudies]
 
-    @extend_schema(request=PoolSerializer, responses=serializers.JSONField())
+    @extend_schema(request=PoolSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, study_id: int) -> Response:
         study = get_object_or_404(Study, pk=study_id)
         payload = PoolSerializer(data=request.data)

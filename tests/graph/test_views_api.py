@@ -73,7 +73,7 @@ def test_permissions(client, make_user, graph_store, role, browse, manage):
 
 def test_anonymous_is_sent_to_login(client):
     assert client.get(reverse("graph:search")).status_code == 302
-    assert client.get("/api/graph/search/?q=x").status_code == 403
+    assert client.get("/api/graph/search/?q=x").status_code == 401  # with WWW-Authenticate: Token
 
 
 def test_neighbourhood_keeps_the_hierarchy_before_symptoms(researcher_client):
@@ -121,7 +121,7 @@ def test_unicode_digits_in_the_integer_path_parameter_are_not_found(client, make
     assert client.get(f"/graph/import/{digits}/").status_code == 404
 
 
-# --- OpenAPI (issue 14): the documented answers are what the API returns -----------------------------------------------
+# --- OpenAPI (issue 14): the documented answers are what the API returns ----------------------------------------------
 
 def _json_schema(node, components: dict):
     """An OpenAPI 3.0 schema as JSON Schema: $refs resolved, `nullable` as a null type, and objects with documented
