@@ -7,7 +7,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
 from medsyn_site.health import cached_components
-from medsyn_site.roles import user_roles
+from medsyn_site.roles import sees_origins, user_roles
 
 # (url name, label, permission needed); an entry whose URL is not wired yet is left out.
 NAVIGATION = (
@@ -26,8 +26,9 @@ def navigation(request: HttpRequest) -> dict:
     if user is None or not user.is_authenticated:
         return {"nav_items": [], "user_roles": []}
     items = []
+    blind = not sees_origins(user)  # someone who sees origins is refused as a rater: no "Rate notes" to lead there
     for url_name, label, permission in NAVIGATION:
-        if not user.has_perm(permission):
+        if not user.has_perm(permission) or (permission == "medsyn_site.rate_notes" and not blind):
             continue
         try:
             url = reverse(url_name)
