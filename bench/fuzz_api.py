@@ -136,7 +136,8 @@ def main() -> int:
     from medsyn_site.stack import free_port
 
     print("loading the demo data ...", flush=True)
-    call_command("load_demo_data", verbosity=0, stdout=open(os.devnull, "w"))
+    with open(os.devnull, "w") as quiet:
+        call_command("load_demo_data", verbosity=0, stdout=quiet)
     _objects_make()
     tokens = _tokens()
     port = free_port()

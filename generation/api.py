@@ -13,19 +13,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from medsyn_site.core.api import HasPerm
+from medsyn_site.core.forms import AsciiIntegerSerializerField
 
 from . import selectors
-from .jobs import (
-    MAX_BUDGET,
-    MAX_NEW_TOKENS,
-    do_cancel_job,
-    do_create_job,
-    do_resume_job,
-    job_plan_preview,
-    plan_request_from,
-)
+from .forms import NoteFilterForm
+from .jobs import MAX_NEW_TOKENS, do_cancel_job, do_create_job, do_resume_job, job_plan_preview, plan_request_from
 from .models import GenerationJob, Language, ModelConfig, Note, PromptTemplate
-from .planning import Allocation, Plan, SymptomMode
+from .planning import MAX_TASKS, MAX_TASKS_PER_CATEGORY, Allocation, Plan, SymptomMode
 
 RunGeneration = HasPerm.of("run_generation")
 
@@ -37,20 +31,24 @@ class PlanRequestSerializer(serializers.Serializer):
     categories = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True,
                                        help_text="ICD-10 codes, cut to their categories; none: every category "
                                                  "with example notes.")
-    budget = serializers.IntegerField(help_text=f"Tasks, 1 to {MAX_BUDGET}.")
+    budget = AsciiIntegerSerializerField(help_text=f"Tasks, 1 to {MAX_TASKS}; the plan may not exceed {MAX_TASKS} "
+                                                f"tasks nor {MAX_TASKS_PER_CATEGORY} in a category.")
     allocation = serializers.ChoiceField(choices=get_args(Allocation), required=False)
-    explicit_counts = serializers.DictField(child=serializers.IntegerField(), required=False,
-                                            help_text="Tasks by ICD-10 category, for explicit allocation.")
-    overrides = serializers.DictField(child=serializers.IntegerField(), required=False,
-                                      help_text="Tasks by ICD-10 category, replacing the allocation's.")
+    explicit_counts = serializers.DictField(child=AsciiIntegerSerializerField(), required=False,
+                                            help_text=f"Tasks by ICD-10 category (one of the plan's), for explicit "
+                                                      f"allocation: each 0 to {MAX_TASKS_PER_CATEGORY}, at most "
+                                                      f"{MAX_TASKS} together.")
+    overrides = serializers.DictField(child=AsciiIntegerSerializerField(), required=False,
+                                      help_text=f"Tasks by ICD-10 category (one of the plan's), replacing the "
+                                                f"allocation's: each 0 to {MAX_TASKS_PER_CATEGORY}.")
     symptom_mode = serializers.ChoiceField(choices=get_args(SymptomMode), required=False)
     variant = serializers.ChoiceField(choices=PromptTemplate.Variant.choices, required=False)
     language = serializers.ChoiceField(choices=Language.choices, required=False)
-    seed = serializers.IntegerField(required=False, help_text="A signed 64-bit integer.")
-    min_words = serializers.IntegerField(required=False)
+    seed = AsciiIntegerSerializerField(required=False, help_text="A signed 64-bit integer.")
+    min_words = AsciiIntegerSerializerField(required=False)
     temperature = serializers.FloatField(required=False, allow_null=True, help_text="0 to 2.")
     top_p = serializers.FloatField(required=False, allow_null=True, help_text="0 to 1.")
-    max_new_tokens = serializers.IntegerField(required=False, allow_null=True, help_text=f"1 to {MAX_NEW_TOKENS}.")
+    max_new_tokens = AsciiIntegerSerializerField(required=False, allow_null=True, help_text=f"1 to {MAX_NEW_TOKENS}.")
     checks = serializers.DictField(child=serializers.FloatField(), required=False,
                                    help_text="Check thresholds by name, e.g. {\"symptom_recall_min\": 0.5}.")
 
@@ -93,7 +91,7 @@ class JobSerializer(serializers.ModelSerializer):
     model_config = serializers.CharField(source="model_config.name")
     prompt_template = serializers.SerializerMethodField()
     percent = serializers.IntegerField()
-    items_per_second = serializers.FloatField()
+    items_per_second = serializers.FloatField(allow_null=True, help_text="null until the job has run for a while.")
 
     class Meta:
         model = GenerationJob
@@ -169,17 +167,17 @@ class JobResumeAPI(APIView):
 
 
 class NoteListAPI(ListAPIView):
-    """Generated notes; filters ?code= ?model= ?variant= ?check=pass|fail ?job=."""
+    """Generated notes; filters ?code= ?model= ?variant= ?check=pass|fail ?job= (forms.NoteFilterForm: an invalid
+    filter, a NUL or a job not in ASCII digits, is a 400 naming it)."""
 
     permission_classes = [RunGeneration]
     serializer_class = NoteSerializer
 
     def get_queryset(self):
-        params = self.request.query_params
-        job = params.get("job", "")
-        return selectors.synthetic_notes_filter(code=params.get("code", ""), model=params.get("model", ""),
-                                                variant=params.get("variant", ""), check=params.get("check", ""),
-                                                job=job if job.isdigit() else None)
+        form = NoteFilterForm(self.request.query_params)
+        if not form.is_valid():
+            raise serializers.ValidationError(form.errors.get_json_data())
+        return selectors.synthetic_notes_filter(**form.filters())
 
 
 class NoteDetailAPI(RetrieveAPIView):

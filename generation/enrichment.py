@@ -17,6 +17,7 @@ from django.utils import timezone
 from graph.schema import symptom_key
 from medsyn_site.core.audit import audit_record, audit_write, audit_write_many
 from medsyn_site.core.icd10 import icd_category_clean
+from medsyn_site.core.jobs import task_send_on_commit
 from medsyn_site.core.models import AuditEvent
 
 from .backends.base import GenerationRequest, backend_for
@@ -101,8 +102,8 @@ def do_start_symptom_extraction(*, actor: AbstractBaseUser | None, model_config:
     chosen_sorted = sorted(chosen)
     audit_write(actor=actor, action=AuditEvent.START_SYMPTOM_EXTRACTION, obj=model_config,
                 extra={"categories": chosen_sorted, "notes_per_category": notes_per_category})
-    transaction.on_commit(lambda: run_symptom_extraction.apply_async(
-        args=[model_config.pk, chosen_sorted, notes_per_category], queue=queue_for(model_config)))
+    task_send_on_commit(run_symptom_extraction, args=[model_config.pk, chosen_sorted, notes_per_category],
+                        queue=queue_for(model_config))
     return chosen_sorted
 
 

@@ -1,4 +1,5 @@
-"""The new-job form (plan parameters, model and sampling parameters) and the note import upload."""
+"""The new-job form (plan parameters, model and sampling parameters), the generated notes' filter and the note
+import upload."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from medsyn_site.core.forms import AsciiDecimalField, AsciiFloatField, AsciiIntegerField, ascii_digits
+
 from .jobs import PlanRequest, plan_request_from
 from .models import Language, ModelConfig, NoteImportJob, PromptTemplate
-from .planning import DEFAULT_MIN_WORDS
+from .planning import DEFAULT_MIN_WORDS, MAX_TASKS_PER_CATEGORY
 
 SEPARATORS = re.compile(r"[\s,;]+")
+BIGINT_MAX = 2**63 - 1  # a job id (PostgreSQL bigint)
 
 
 def categories_split(raw: str) -> list[str]:
@@ -28,10 +32,11 @@ def counts_parse(raw: str) -> dict[str, int]:
         if not token:
             continue
         key, _sep, value = token.partition("=")
-        if not value.isdigit():
+        if not ascii_digits(value):  # int() would read '٣' as 3 and fail on '²'
             raise forms.ValidationError(_("Write counts as CODE=N, for example J06=5: %(token)s"),
-                                        params={"token": token})
-        counts[key] = int(value)
+                                        params={"token": token[:40]})
+        # More digits than any allowed count: refused by plan_request_from without an int() of thousands of digits.
+        counts[key] = int(value) if len(value) <= len(str(MAX_TASKS_PER_CATEGORY)) else MAX_TASKS_PER_CATEGORY + 1
     return counts
 
 
@@ -43,7 +48,7 @@ class JobForm(forms.Form):
 
     categories = forms.CharField(required=False, label=_("Categories"),
                                  help_text=_("ICD-10 codes separated by commas; empty: all categories with examples."))
-    budget = forms.IntegerField(initial=10, label=_("Budget (tasks)"))
+    budget = AsciiIntegerField(initial=10, label=_("Budget (tasks)"))
     allocation = forms.ChoiceField(choices=[("weighted", _("Weighted by w(C)")), ("uniform", _("Uniform")),
                                             ("explicit", _("Explicit counts"))], initial="weighted",
                                    label=_("Allocation"))
@@ -55,13 +60,13 @@ class JobForm(forms.Form):
                                 label=_("Prompt variant"))
     language = forms.ChoiceField(choices=Language.choices, initial="ru", label=_("Language"))
     model_config = forms.ModelChoiceField(queryset=ModelConfig.objects.all(), label=_("Model"))
-    temperature = forms.FloatField(required=False, label=_("Temperature"))
-    top_p = forms.FloatField(required=False, label=_("Top p"))
-    max_new_tokens = forms.IntegerField(required=False, label=_("Max new tokens"))
-    min_words = forms.IntegerField(initial=DEFAULT_MIN_WORDS, label=_("Minimum words of an example"))
-    seed = forms.IntegerField(initial=17, label=_("Seed"))
-    budget_cap = forms.DecimalField(required=False, min_value=0, max_digits=12, decimal_places=6,
-                                    label=_("Cost cap"))
+    temperature = AsciiFloatField(required=False, label=_("Temperature"))
+    top_p = AsciiFloatField(required=False, label=_("Top p"))
+    max_new_tokens = AsciiIntegerField(required=False, label=_("Max new tokens"))
+    min_words = AsciiIntegerField(initial=DEFAULT_MIN_WORDS, label=_("Minimum words of an example"))
+    seed = AsciiIntegerField(initial=17, label=_("Seed"))
+    budget_cap = AsciiDecimalField(required=False, min_value=0, max_digits=12, decimal_places=6,
+                                   label=_("Cost cap"))
 
     def clean_categories(self) -> list[str]:
         return categories_split(self.cleaned_data.get("categories") or "")
@@ -87,6 +92,24 @@ class JobForm(forms.Form):
 
     def plan_request(self) -> PlanRequest:
         return self.cleaned_data["plan_request"]
+
+
+class NoteFilterForm(forms.Form):
+    """The generated notes' filters, from the notes page's or the API's query string. CharField refuses a NUL
+    (PostgreSQL text cannot hold one) and the job is a number in ASCII digits that fits its column."""
+
+    code = forms.CharField(label=_("Code"), required=False, max_length=16)
+    model = forms.CharField(label=_("Model"), required=False, max_length=100)
+    variant = forms.ChoiceField(label=_("Variant"), required=False,
+                                choices=[("", _("any"))] + list(PromptTemplate.Variant.choices))
+    check = forms.ChoiceField(label=_("Checks"), required=False,
+                              choices=[("", _("any")), ("pass", _("passed")), ("fail", _("failed"))])
+    job = AsciiIntegerField(label=_("Job"), required=False, min_value=1, max_value=BIGINT_MAX)
+
+    def filters(self) -> dict:
+        """The valid, non-empty filters as selectors.synthetic_notes_filter takes them (an invalid one is left out:
+        the page says so, the API answers 400 instead). Call it after is_valid()."""
+        return {name: value for name, value in self.cleaned_data.items() if value not in (None, "")}
 
 
 class NoteImportForm(forms.Form):

@@ -23,12 +23,15 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from graph.sampling import SamplingData, sampling_data_load
 from graph.store import get_graph_store
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.icd10 import icd_category, icd_category_clean, icd_code_clean
+from medsyn_site.core.jobs import job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobStatus
 
 from .backends.base import GenerationBackend, GenerationRequest, GenerationResult, backend_for
@@ -36,7 +39,19 @@ from .bertscore import BertScorer, bert_scorer_configured
 from .checks import CheckThresholds, note_checks_run
 from .memorisation import MemorisationIndex, memorisation_index_load
 from .models import GenerationItem, GenerationJob, Language, ModelConfig, Note, PromptTemplate
-from .planning import DEFAULT_MIN_WORDS, Allocation, Plan, PlanError, SymptomMode, examples_group, plan_build
+from .planning import (
+    DEFAULT_MIN_WORDS,
+    MAX_TASKS,
+    MAX_TASKS_PER_CATEGORY,
+    Allocation,
+    Plan,
+    PlanError,
+    PlanTask,
+    SymptomMode,
+    examples_group,
+    plan_allocate,
+    plan_build,
+)
 from .prompts import PromptTooLongError, prompt_build_from_template, template_fields
 from .selectors import prompt_template_current
 from .services import note_content_hash
@@ -50,8 +65,8 @@ PROMPT_INPUT_FIELDS = {"symptoms": frozenset({"symptoms"}), "example": frozenset
                        "code": frozenset({"code", "disease"})}
 
 
-# The bounds of a plan request (plan_request_from): what a job may ask of the planner and the model.
-MAX_BUDGET = 100_000  # tasks of one job, and of the counts given per category, all together
+# The bounds of a plan request (plan_request_from): what a job may ask of the model. The planner's own bounds
+# (planning.MAX_TASKS, MAX_TASKS_PER_CATEGORY) bound the budget and the counts given by hand.
 MAX_NEW_TOKENS = 4096
 MAX_MIN_WORDS = 1000
 MAX_CHECK_THRESHOLD = 1_000_000
@@ -85,9 +100,9 @@ class PlanRequest:
 def _whole(low: int, high: int) -> Callable[[object], int]:
     def parse(raw: object) -> int:
         if isinstance(raw, bool) or not isinstance(raw, int):
-            raise ValueError("A whole number is required.")
+            raise ValueError(_("A whole number is required."))
         if not low <= raw <= high:
-            raise ValueError(f"Must be from {low} to {high}.")
+            raise ValueError(_("Must be from %(low)s to %(high)s.") % {"low": low, "high": high})
         return raw
 
     return parse
@@ -96,9 +111,9 @@ def _whole(low: int, high: int) -> Callable[[object], int]:
 def _number(low: float, high: float) -> Callable[[object], float]:
     def parse(raw: object) -> float:
         if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-            raise ValueError("A number is required.")
+            raise ValueError(_("A number is required."))
         if not low <= raw <= high:
-            raise ValueError(f"Must be from {low} to {high}.")
+            raise ValueError(_("Must be from %(low)s to %(high)s.") % {"low": low, "high": high})
         return float(raw)
 
     return parse
@@ -109,7 +124,7 @@ def _choice(options: Iterable[str]) -> Callable[[object], str]:
 
     def parse(raw: object) -> str:
         if raw not in options:
-            raise ValueError(f"Must be one of: {', '.join(options)}.")
+            raise ValueError(_("Must be one of: %(options)s.") % {"options": ", ".join(options)})
         return str(raw)
 
     return parse
@@ -118,7 +133,7 @@ def _choice(options: Iterable[str]) -> Callable[[object], str]:
 def _categories(raw: object) -> list[str] | None:
     """ICD-10 codes or categories -> their sorted categories (None: every category with examples)."""
     if not isinstance(raw, list | tuple):
-        raise ValueError("A list of ICD-10 codes is required.")
+        raise ValueError(_("A list of ICD-10 codes is required."))
     found, bad = set(), []
     for item in raw:
         try:
@@ -126,40 +141,43 @@ def _categories(raw: object) -> list[str] | None:
         except ValueError:
             bad.append(str(item))
     if bad:
-        raise ValueError(f"Not ICD-10 codes: {', '.join(bad)}.")
+        raise ValueError(_("Not ICD-10 codes: %(codes)s.") % {"codes": ", ".join(bad)})
     return sorted(found) or None
 
 
 def _counts(raw: object) -> dict[str, int]:
-    """{category: tasks}; each count, and all of them together, at most MAX_BUDGET."""
+    """{category: tasks}: ICD-10 categories (the planner then refuses one that is not among the plan's categories in
+    the graph), each count at most MAX_TASKS_PER_CATEGORY, all of them together at most MAX_TASKS."""
     if not isinstance(raw, Mapping):
-        raise ValueError("A mapping of ICD-10 category to count is required.")
+        raise ValueError(_("A mapping of ICD-10 category to count is required."))
     counts = {}
     for key, value in raw.items():
         try:
             category = icd_category_clean(key)
         except ValueError:
-            raise ValueError(f"Not an ICD-10 category (a letter and two digits): {key}.") from None
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BUDGET:
-            raise ValueError(f"{category}: a count is a whole number from 0 to {MAX_BUDGET}.")
+            raise ValueError(_("Not an ICD-10 category (a letter and two digits): %(key)r.")
+                             % {"key": str(key)[:20]}) from None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TASKS_PER_CATEGORY:
+            raise ValueError(_("%(category)s: a count is a whole number from 0 to %(max)d.")
+                             % {"category": category, "max": MAX_TASKS_PER_CATEGORY})
         counts[category] = value
-    if sum(counts.values()) > MAX_BUDGET:
-        raise ValueError(f"The counts add up to more than {MAX_BUDGET} tasks.")
+    if sum(counts.values()) > MAX_TASKS:
+        raise ValueError(_("The counts add up to more than %(max)d tasks.") % {"max": MAX_TASKS})
     return counts
 
 
 def _checks(raw: object) -> dict[str, float]:
     if not isinstance(raw, Mapping):
-        raise ValueError("A mapping of check threshold name to number is required.")
+        raise ValueError(_("A mapping of check threshold name to number is required."))
     unknown = sorted(set(raw) - CHECK_NAMES)
     if unknown:
-        raise ValueError(f"Unknown check threshold(s): {', '.join(map(str, unknown))}.")
+        raise ValueError(_("Unknown check threshold(s): %(names)s.") % {"names": ", ".join(map(str, unknown))})
     return {name: _number(0, MAX_CHECK_THRESHOLD)(value) for name, value in raw.items()}
 
 
 PLAN_RULES: dict[str, Callable[[object], Any]] = {
     "categories": _categories,
-    "budget": _whole(1, MAX_BUDGET),
+    "budget": _whole(1, MAX_TASKS),
     "allocation": _choice(get_args(Allocation)),
     "explicit_counts": _counts,
     "overrides": _counts,
@@ -185,7 +203,7 @@ def plan_request_from(data: Mapping[str, Any]) -> PlanRequest:
         raw = data.get(spec.name)
         if raw is None:
             if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-                errors[spec.name] = ["This field is required."]
+                errors[spec.name] = [_("This field is required.")]
             continue
         try:
             values[spec.name] = PLAN_RULES[spec.name](raw)
@@ -204,22 +222,25 @@ def examples_load(categories: list[str] | None, *, min_words: int) -> dict[str, 
     return examples_group(notes.values_list("id", "icd_category", "text").iterator(), min_words=min_words)
 
 
-def plan_compute(request: PlanRequest, *, data: SamplingData | None = None) -> Plan:
-    """The plan for a request over the current graph and the real-note corpus (PlanError when impossible)."""
+def plan_compute(request: PlanRequest, *, data: SamplingData | None = None, tasks: bool = True) -> Plan:
+    """The plan for a request over the current graph and the real-note corpus (PlanError when impossible).
+    tasks=False: its rows only (planning.plan_allocate), in time that does not grow with the budget."""
     data = data or sampling_data_load(get_graph_store())
-    return plan_build(
-        data, categories=request.categories, budget=request.budget, seed=request.seed,
-        examples=examples_load(request.categories, min_words=request.min_words),
-        allocation=request.allocation,  # type: ignore[arg-type]
-        explicit_counts=request.explicit_counts, overrides=request.overrides,
-        symptom_mode=request.symptom_mode,  # type: ignore[arg-type]
-        language=request.language,
-    )
+    inputs: dict[str, Any] = {
+        "categories": request.categories, "budget": request.budget, "seed": request.seed,
+        "examples": examples_load(request.categories, min_words=request.min_words),
+        "allocation": request.allocation, "explicit_counts": request.explicit_counts,
+        "overrides": request.overrides, "symptom_mode": request.symptom_mode,
+    }
+    if not tasks:
+        return plan_allocate(data, **inputs)
+    return plan_build(data, **inputs, language=request.language)
 
 
 def job_plan_preview(request: PlanRequest) -> Plan:
-    """The plan a job would run; its rows are the preview table (count, weight, N_exmp, N_symp)."""
-    return plan_compute(request)
+    """The rows a job would run (count, weight, N_exmp, N_symp), without sampling its tasks: a request answers
+    at once whatever the budget (bench/bench_plan_request.py); the job's worker samples them (job_items_build)."""
+    return plan_compute(request, tasks=False)
 
 
 def item_prompt_rng(seed: int, index: int) -> random.Random:
@@ -231,11 +252,9 @@ def queue_for(config: ModelConfig) -> str:
 
 
 def job_enqueue(job: GenerationJob) -> None:
-    """Send the job to its worker queue once the surrounding transaction has committed."""
-    from .tasks import run_generation_job
-
-    queue = queue_for(job.model_config)
-    transaction.on_commit(lambda: run_generation_job.apply_async(args=[job.pk], queue=queue))
+    """Send the job to its worker queue once the surrounding transaction has committed (core.jobs: a broker that
+    is down rolls the action back with a 503)."""
+    job_send_on_commit(job)
 
 
 @transaction.atomic
@@ -249,49 +268,83 @@ def do_create_job(
     enqueue: bool = True,
     data: SamplingData | None = None,
 ) -> GenerationJob:
-    """Plan, build every item's prompt, store the job, all its items and the audit record in one transaction, then
-    enqueue it. PlanError (a ValidationError) when the plan cannot be made or has no task."""
-    plan = plan_compute(request, data=data)
-    if not plan.tasks:
-        raise PlanError("The plan has no tasks.")
+    """Allocate the plan (its rows: PlanError, a ValidationError, when it cannot be made or has no task), store the
+    job and its audit record in one transaction, then enqueue it. The job's worker samples the tasks and builds
+    every item's prompt (job_items_build): at the largest plans that takes tens of seconds, too long for a request
+    (bench/bench_plan_request.py)."""
+    plan = plan_compute(request, data=data, tasks=False)
+    if not plan.total:
+        raise PlanError(_("The plan has no tasks."))
     try:
         template = prompt_template or prompt_template_current(variant=request.variant, language=request.language)
     except PromptTemplate.DoesNotExist:
-        raise ValidationError(f"No prompt template for the variant {request.variant} in the language "
-                              f"{request.language}.") from None
-    names = {row.category: row.name for row in plan.rows}
+        raise ValidationError(_("No prompt template for the variant %(variant)s in the language %(language)s.")
+                              % {"variant": request.variant, "language": request.language}) from None
     job = GenerationJob.objects.create(
         parameters=request.as_parameters(), model_config=model_config, prompt_template=template, seed=request.seed,
         graph_version=plan.graph_version or "", planned=plan.total, progress_total=plan.total, budget_cap=budget_cap,
         created_by=actor if actor is not None and actor.is_authenticated else None,
     )
-    items, skipped = [], 0
-    for task in plan.tasks:
-        item = GenerationItem(job=job, index=task.index, category=task.category, donor_code=task.donor_code or "",
-                              symptoms=list(task.symptoms), example_note_id=task.example_note_id,
-                              example_text=task.example_text)
-        try:
-            built = prompt_build_from_template(
-                template, rng=item_prompt_rng(request.seed, task.index), symptoms=list(task.symptoms),
-                example=task.example_text, disease_name=names.get(task.category, task.category),
-                code=task.donor_code or task.category,
-            )
-            item.prompt_system, item.prompt_user = built.system, built.user
-        except PromptTooLongError as error:
-            item.status, item.error = GenerationItem.Status.SKIPPED, error.skip_reason
-            skipped += 1
-        items.append(item)
-    GenerationItem.objects.bulk_create(items, batch_size=1000)
-    if skipped:
-        GenerationJob.objects.filter(pk=job.pk).update(skipped=skipped, progress_done=skipped)
-        job.skipped = job.progress_done = skipped
     audit_write(actor=actor, action=AuditEvent.CREATE_GENERATION_JOB, obj=job, to_state=job.status,
-                extra={"planned": plan.total, "skipped": skipped, "model_config": model_config.name,
+                extra={"planned": plan.total, "model_config": model_config.name,
                        "prompt_template": str(template), "graph_version": job.graph_version,
                        "budget_cap": None if budget_cap is None else str(budget_cap)})
     if enqueue:
         job_enqueue(job)
     return job
+
+
+def _item_for(job: GenerationJob, task: PlanTask, *, seed: int, disease_name: str) -> GenerationItem:
+    """A task as a pending item with its prompt, or skipped when the prompt would be too long for the model."""
+    item = GenerationItem(job=job, index=task.index, category=task.category, donor_code=task.donor_code or "",
+                          symptoms=list(task.symptoms), example_note_id=task.example_note_id,
+                          example_text=task.example_text)
+    try:
+        built = prompt_build_from_template(
+            job.prompt_template, rng=item_prompt_rng(seed, task.index), symptoms=list(task.symptoms),
+            example=task.example_text, disease_name=disease_name, code=task.donor_code or task.category,
+        )
+        item.prompt_system, item.prompt_user = built.system, built.user
+    except PromptTooLongError as error:
+        item.status, item.error = GenerationItem.Status.SKIPPED, error.skip_reason
+    return item
+
+
+ITEMS_WRITE_BATCH = 1000
+
+
+def job_items_build(job: GenerationJob) -> None:
+    """Sample the job's plan from its stored request and write every item with its prompt, once, in one transaction:
+    a worker killed meanwhile leaves no item (the next delivery builds them all), and a delivery building at the same
+    time fails on the items' (job, index) uniqueness and leaves them to the first. The job's counters and graph
+    version become the plan's as built (the graph or the notes may have changed since the request). PlanError when
+    the plan cannot be made any more."""
+    if job.items.exists():
+        return
+    request = PlanRequest(**job.parameters)
+    GenerationJob.objects.filter(pk=job.pk).update(step=gettext_noop("Sampling the plan and building the prompts"),
+                                                   updated_at=timezone.now())
+    plan = plan_compute(request)
+    if not plan.tasks:
+        raise PlanError(_("The plan has no tasks."))
+    names = {row.category: row.name for row in plan.rows}
+    skipped, batch = 0, []
+    try:
+        with transaction.atomic():
+            for task in plan.tasks:
+                item = _item_for(job, task, seed=request.seed, disease_name=names.get(task.category, task.category))
+                skipped += item.status == GenerationItem.Status.SKIPPED
+                batch.append(item)
+                if len(batch) == ITEMS_WRITE_BATCH:
+                    GenerationItem.objects.bulk_create(batch)
+                    batch = []
+            GenerationItem.objects.bulk_create(batch)
+            GenerationJob.objects.filter(pk=job.pk).update(
+                planned=plan.total, progress_total=plan.total, skipped=skipped, progress_done=skipped,
+                graph_version=plan.graph_version or "", step="", updated_at=timezone.now())
+    except IntegrityError:
+        logger.info("items already built by another delivery", extra={"job_id": job.pk})
+    job.refresh_from_db()
 
 
 @transaction.atomic
@@ -300,7 +353,8 @@ def do_cancel_job(*, job: GenerationJob, actor: AbstractBaseUser | None) -> Gene
     job has already finished."""
     job = GenerationJob.objects.select_for_update().get(pk=job.pk)
     if job.finished:
-        raise StateConflict(f"Job {job.pk} has already finished ({job.get_status_display()}): nothing to cancel.")
+        raise StateConflict(_("Job %(id)s has already finished (%(status)s): nothing to cancel.")
+                            % {"id": job.pk, "status": job.get_status_display()})
     previous = job.status
     job.status, job.finished_at = JobStatus.CANCELLED, timezone.now()
     job.save(update_fields=["status", "finished_at", "updated_at"])
@@ -311,12 +365,16 @@ def do_cancel_job(*, job: GenerationJob, actor: AbstractBaseUser | None) -> Gene
 
 @transaction.atomic
 def do_resume_job(*, job: GenerationJob, actor: AbstractBaseUser | None) -> GenerationJob:
-    """Run a stopped (or stalled) job again: its pending items and, once more, the items that failed.
-    StateConflict when the job is still running (it made progress within STALLED_AFTER)."""
+    """Run an unfinished job again (GenerationJob.resumable): a stopped one (failed, cancelled, or done with failed
+    items) with items left, its pending items and, once more, the items that failed; or a stalled one. StateConflict
+    when the job is still running (it made progress within STALLED_AFTER) or has no item left to run."""
     job = GenerationJob.objects.select_for_update().get(pk=job.pk)
     if not job.resumable:
-        raise StateConflict(f"Job {job.pk} is still {job.get_status_display().lower()}: only a finished or stalled "
-                            "job can be resumed.")
+        if job.finished:
+            raise StateConflict(_("Job %(id)s is %(status)s with no item left to run: nothing to resume.")
+                                % {"id": job.pk, "status": job.get_status_display().lower()})
+        raise StateConflict(_("Job %(id)s is still %(status)s: only a stopped job with items left, or a stalled one, "
+                              "can be resumed.") % {"id": job.pk, "status": job.get_status_display().lower()})
     previous = job.status
     retried = job.items.filter(status=GenerationItem.Status.FAILED).update(status=GenerationItem.Status.PENDING,
                                                                           error="")
@@ -462,10 +520,19 @@ def _finish(job_id: int, status: str, error: str = "") -> None:
 
 
 def job_execute(job_id: int) -> None:
-    """Run the pending items of a job in batches; cancel and the budget cap are checked between batches."""
+    """Build the job's items the first time (job_items_build), then run the pending ones in batches; cancel and
+    the budget cap are checked between batches."""
     job = GenerationJob.objects.select_related("prompt_template").filter(pk=job_id).first()
     if job is None or not job.mark_running():
         return  # finished or cancelled before this delivery
+    try:
+        job_items_build(job)
+    except ValidationError as error:  # the plan cannot be made any more: the graph or the notes changed
+        _finish(job_id, JobStatus.FAILED, " ".join(error.messages))
+        return
+    except Exception as error:  # the graph is down, for example: the job page says so; resume builds it again
+        _finish(job_id, JobStatus.FAILED, f"{type(error).__name__}: {error}")
+        raise
     config = model_config_for_job(job)
     try:
         backend = backend_for(config)

@@ -11,7 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from medsyn_site.core.models import BackgroundJob
+from medsyn_site.core.models import BackgroundJob, UploadJob
 
 from .prompts import template_fields_check
 
@@ -182,9 +182,25 @@ class GenerationJob(BackgroundJob):
     def __str__(self) -> str:
         return f"job {self.pk} ({self.status})"
 
+    def task_send(self) -> None:
+        from medsyn_site.core.jobs import task_send
+
+        from .jobs import queue_for
+        from .tasks import run_generation_job
+
+        task_send(run_generation_job, args=[self.pk], queue=queue_for(self.model_config))
+
+    @property
+    def items_left(self) -> int:
+        """Items a run would still do: the pending ones and the failed ones (resume retries them); the whole plan
+        before the worker has built the items. Skipped items (a duplicate, a prompt too long, the cost cap) stay."""
+        return max(0, self.planned - self.ok - self.skipped)
+
     @property
     def resumable(self) -> bool:
-        return self.finished or self.stalled
+        """A stopped job (failed, cancelled, or done with failed items) with items left, or a stalled one (its
+        message lost): never a job whose every item has its outcome, which resume would only send round again."""
+        return self.stalled or (self.finished and self.items_left > 0)
 
     @property
     def items_per_second(self) -> float | None:
@@ -263,9 +279,10 @@ class SymptomProposal(models.Model):
         return len(self.note_ids)
 
 
-class NoteImportJob(BackgroundJob):
+class NoteImportJob(UploadJob):
     """A notes file imported all or nothing (RuMedTop3 jsonl or MedSyn release CSV): uploaded by an admin and run
-    by a Celery worker, or named by an import command on the server (file_path). Progress is in rows."""
+    by a Celery worker, or named by an import command on the server (file_path). Progress is in rows. An uploaded
+    file is kept as the provenance of the notes it imported; a failed import deletes it (upload becomes "")."""
 
     class Kind(models.TextChoices):
         RUMEDTOP3 = "rumedtop3", _("Real notes: RuMedTop3 jsonl (idx, symptoms, code)")
@@ -284,6 +301,13 @@ class NoteImportJob(BackgroundJob):
 
     def __str__(self) -> str:
         return f"note import {self.pk} {self.original_name} ({self.status})"
+
+    def task_send(self) -> None:
+        from medsyn_site.core.jobs import task_send
+
+        from .tasks import run_note_import
+
+        task_send(run_note_import, args=[self.pk], queue="default")
 
     @property
     def source_file(self) -> Path:

@@ -7,18 +7,25 @@ which keeps a task's sample stable when other categories are added or removed).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from graph.sampling import SamplingData, category_weight, symptoms_sample
 
 Allocation = Literal["weighted", "uniform", "explicit"]
 SymptomMode = Literal["uniform", "weighted"]
 DEFAULT_MIN_WORDS = 30
+# The bounds of a plan, the one home of them (the job form and the API refuse more through jobs.plan_request_from):
+# a job's tasks all together, and one category's. A job's items are built by its worker (jobs.job_items_build), and
+# a request only allocates the budget (plan_allocate), so the request's work does not grow with these.
+MAX_TASKS = 100_000
+MAX_TASKS_PER_CATEGORY = 10_000
 # METHOD.md: a category without a usable example note gets a neutral template instead.
 TEMPLATE_EXAMPLES = {"ru": "Пациент обратился с жалобами.", "en": "The patient presented with complaints."}
 
@@ -59,16 +66,18 @@ class PlanRow:
 
 @dataclass(frozen=True)
 class Plan:
+    """rows: the allocation (a preview shows them); tasks: sampled by plan_build only (plan_allocate leaves none)."""
+
     seed: int
     graph_version: str | None
     allocation: Allocation
     symptom_mode: SymptomMode
     rows: tuple[PlanRow, ...]
-    tasks: tuple[PlanTask, ...] = field(repr=False)
+    tasks: tuple[PlanTask, ...] = field(default=(), repr=False)
 
     @property
     def total(self) -> int:
-        return len(self.tasks)
+        return sum(row.count for row in self.rows)
 
 
 def word_count(text: str) -> int:
@@ -98,13 +107,58 @@ def _counts(weights: dict[str, float], categories: list[str], budget: int, alloc
     else:
         total = sum(weights[key] for key in categories)
         if total == 0:
-            raise PlanError("none of the chosen categories has both example notes and symptoms; "
-                            "use uniform or explicit allocation")
+            raise PlanError(_("none of the chosen categories has both example notes and symptoms; "
+                              "use uniform or explicit allocation"))
         counts = {key: round(weights[key] / total * budget) for key in categories}
-    counts.update({key: value for key, value in overrides.items() if key in counts})
+    if outside := sorted((set(explicit) | set(overrides)) - set(categories)):
+        raise PlanError(_("counts given for categories not in the plan: %(categories)s; add them to the plan's "
+                          "categories") % {"categories": ", ".join(outside)})
+    counts.update(overrides)
     if any(value < 0 for value in counts.values()):
-        raise PlanError("task counts cannot be negative")
+        raise PlanError(_("task counts cannot be negative"))
+    if over := [key for key in categories if counts[key] > MAX_TASKS_PER_CATEGORY]:
+        raise PlanError(_("%(counts)s; at most %(max)d tasks a category") % {
+            "counts": ", ".join(_("%(category)s: %(n)d tasks") % {"category": key, "n": counts[key]} for key in over),
+            "max": MAX_TASKS_PER_CATEGORY})
+    if (planned := sum(counts.values())) > MAX_TASKS:
+        raise PlanError(_("the plan has %(n)d tasks; at most %(max)d a job") % {"n": planned, "max": MAX_TASKS})
     return counts
+
+
+def plan_allocate(
+    data: SamplingData,
+    *,
+    categories: list[str] | None,
+    budget: int,
+    seed: int,
+    examples: dict[str, list[ExampleNote]],
+    allocation: Allocation = "weighted",
+    explicit_counts: dict[str, int] | None = None,
+    overrides: dict[str, int] | None = None,
+    symptom_mode: SymptomMode = "uniform",
+) -> Plan:
+    """The plan's rows (tasks per category, w(C), N_exmp, N_symp) without its tasks: what a preview shows and a job
+    request stores, in time that grows with the categories, not the budget. PlanError when the plan cannot be made
+    or exceeds MAX_TASKS or MAX_TASKS_PER_CATEGORY.
+
+    Weighted allocation uses w(C) = J3(N_exmp) * J3(N_symp) with N_exmp = len(examples[C]), the usable example
+    notes (as examples_group selects them) that the tasks draw from; the plan rows show that same N_exmp."""
+    chosen = sorted(set(categories) if categories else (k for k in data.categories if k in examples))
+    unknown = [key for key in chosen if key not in data.categories]
+    if unknown:
+        raise PlanError(_("categories not in the graph: %(categories)s") % {"categories": ", ".join(unknown)})
+    if not chosen:
+        raise PlanError(_("no categories chosen"))
+    if budget < 0:
+        raise PlanError(_("the budget cannot be negative"))
+    # N_exmp(C) is the number of usable example notes the tasks sample from (METHOD.md: real notes of C with at
+    # least min_words words); the same count feeds w(C) and the preview row, never the graph's stored n_examples.
+    n_exmp = {key: len(examples.get(key, [])) for key in chosen}
+    weights = {key: category_weight(n_exmp[key], data.categories[key].n_symp) for key in chosen}
+    counts = _counts(weights, chosen, budget, allocation, explicit_counts or {}, overrides or {})
+    rows = tuple(PlanRow(key, data.categories[key].name, counts[key], round(weights[key], 4), n_exmp[key],
+                         round(data.categories[key].n_symp, 2)) for key in chosen)
+    return Plan(seed=seed, graph_version=data.version, allocation=allocation, symptom_mode=symptom_mode, rows=rows)
 
 
 def plan_build(
@@ -120,30 +174,15 @@ def plan_build(
     symptom_mode: SymptomMode = "uniform",
     language: str = "ru",
 ) -> Plan:
-    """Allocate the budget over categories and sample every task's symptoms and example note.
-
-    Weighted allocation uses w(C) = J3(N_exmp) * J3(N_symp) with N_exmp = len(examples[C]), the usable example
-    notes (as examples_group selects them) that the tasks draw from; the plan rows show that same N_exmp."""
-    chosen = sorted(set(categories) if categories else (k for k in data.categories if k in examples))
-    unknown = [key for key in chosen if key not in data.categories]
-    if unknown:
-        raise PlanError(f"categories not in the graph: {', '.join(unknown)}")
-    if not chosen:
-        raise PlanError("no categories chosen")
-    if budget < 0:
-        raise PlanError("the budget cannot be negative")
-    # N_exmp(C) is the number of usable example notes the tasks sample from (METHOD.md: real notes of C with at
-    # least min_words words); the same count feeds w(C) and the preview row, never the graph's stored n_examples.
-    n_exmp = {key: len(examples.get(key, [])) for key in chosen}
-    weights = {key: category_weight(n_exmp[key], data.categories[key].n_symp) for key in chosen}
-    counts = _counts(weights, chosen, budget, allocation, explicit_counts or {}, overrides or {})
+    """Allocate the budget over categories (plan_allocate) and sample every task's symptoms and example note."""
+    plan = plan_allocate(data, categories=categories, budget=budget, seed=seed, examples=examples,
+                         allocation=allocation, explicit_counts=explicit_counts, overrides=overrides,
+                         symptom_mode=symptom_mode)
     template = TEMPLATE_EXAMPLES.get(language, TEMPLATE_EXAMPLES["en"])
-    rows, tasks = [], []
-    for key in chosen:
-        entry = data.categories[key]
-        rows.append(PlanRow(key, entry.name, counts[key], round(weights[key], 4), n_exmp[key],
-                            round(entry.n_symp, 2)))
-        for i in range(counts[key]):
+    tasks = []
+    for row in plan.rows:
+        key = row.category
+        for i in range(row.count):
             rng = random.Random(f"{seed}:{key}:{i}")
             donor, symptoms = symptoms_sample(data, key, seed=rng, weighted=symptom_mode == "weighted")
             pool = examples.get(key)
@@ -153,5 +192,4 @@ def plan_build(
                 example_note_id=example.note_id if example else None,
                 example_text=example.text if example else template,
             ))
-    return Plan(seed=seed, graph_version=data.version, allocation=allocation, symptom_mode=symptom_mode,
-                rows=tuple(rows), tasks=tuple(tasks))
+    return dataclasses.replace(plan, tasks=tuple(tasks))

@@ -68,5 +68,5 @@ def model_configs() -> QuerySet[ModelConfig]:
     return ModelConfig.objects.order_by("name")
 
 
-def symptom_proposals_by_id(ids: list[str]) -> list[SymptomProposal]:
-    return list(SymptomProposal.objects.filter(pk__in=[pk for pk in ids if str(pk).isdigit()]))
+def symptom_proposals_by_id(ids: list[int]) -> list[SymptomProposal]:
+    return list(SymptomProposal.objects.filter(pk__in=ids))

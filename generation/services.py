@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,14 +12,18 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import InputError
 from medsyn_site.core.icd10 import icd_category, icd_code_clean
+from medsyn_site.core.jobs import broker_require, job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobStatus
 from medsyn_site.core.progress import Progress, ProgressRecorder
 from medsyn_site.core.rumedbench import rumedtop3_rows
+from medsyn_site.core.spreadsheet import csv_cell_restore
 from medsyn_site.core.text import content_hash
+from medsyn_site.core.textfile import csv_records, text_read
 
 from .bertscore import bert_scorer_configured
 from .checks import note_checks_run
@@ -95,7 +98,8 @@ def note_text_revise(*, note: Note, text: str, actor: AbstractBaseUser | None, r
 
 
 def rumedtop3_note_rows(path: Path) -> Iterator[NoteRow | tuple[int, str]]:
-    """The records of a RuMedTop3 jsonl file (core.rumedbench) as notes, or (line, problem) for a bad line."""
+    """The records of a RuMedTop3 jsonl file (core.rumedbench) as notes, or (line, problem) for a bad line; a file
+    that is not UTF-8 text raises InputError (core.textfile)."""
     for record in rumedtop3_rows(path):
         if isinstance(record, tuple):
             yield record
@@ -121,34 +125,49 @@ def _optional_bool(raw: str) -> bool | None:
 
 
 def medsyn_csv_rows(path: Path) -> Iterator[NoteRow | tuple[int, str]]:
-    """Rows of a CSV in the MedSyn release layout, or (line, problem); line = where the record starts."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in MEDSYN_CSV_COLUMNS if column not in (reader.fieldnames or [])]
-        if missing:
-            yield 1, f"missing column(s): {', '.join(missing)}"
-            return
-        start = 2
-        for record in reader:
-            number, start = start, reader.line_num + 1
-            text = (record["response"] or "").strip()
-            if not text:
-                yield number, "empty response"
-                continue
-            try:
-                code = icd_code_clean(record["ICD-10"])
-                metadata = {
-                    "idx": record["idx"], "file": path.name, "line": number,
-                    "generation_model": record["generation_model"], "prompt": record["prompt"],
-                    "prior": record["prior"], "example": _optional_bool(record["example"]),
-                    "example_source": record["example source"], "symptoms": record["symptoms"],
-                    "anamnesis": record["anamnesis"], "symptoms_recall": _optional_float(record["symptoms_recall"]),
-                    "anamnesis_precision": _optional_float(record["anamnesis_precision"]),
-                }
-            except ValueError as error:
-                yield number, str(error)
-                continue
-            yield NoteRow(line=number, text=text, icd_code=code, metadata=metadata)
+    """Rows of a CSV in the MedSyn release layout, or (line, problem); line = where the record starts.
+
+    Read by core.textfile: a file that is not UTF-8 text raises InputError saying what it looks like, a byte-order
+    mark is dropped, and a record with broken quoting or another number of fields than the header (a quote left
+    open swallows the fields after it) is a problem of its line, never a note with empty fields. Quoted fields may
+    run over lines (a prompt or a response often does)."""
+    records = csv_records(text_read(path), multiline=True)
+    first = next(records, None)
+    if first is not None and first[1] is None:  # the header itself has broken quoting
+        yield first[0], first[2]
+        return
+    header = [column.strip() for column in first[1]] if first is not None else []
+    if missing := [column for column in MEDSYN_CSV_COLUMNS if column not in header]:
+        yield 1, _("missing column(s): %(columns)s") % {"columns": ", ".join(missing)}
+        return
+    for number, fields, problem in records:
+        if fields is None:
+            yield number, problem
+            continue
+        if len(fields) != len(header):
+            yield number, _("expected %(expected)d fields (as the header), got %(got)d: is a quote not closed?") % {
+                "expected": len(header), "got": len(fields)}
+            continue
+        # a cell our own release CSV neutralised as a spreadsheet formula reads back as it was (core.spreadsheet)
+        record = dict(zip(header, (csv_cell_restore(field) for field in fields), strict=True))
+        text = record["response"].strip()
+        if not text:
+            yield number, _("empty response")
+            continue
+        try:
+            code = icd_code_clean(record["ICD-10"])
+            metadata = {
+                "idx": record["idx"], "file": path.name, "line": number,
+                "generation_model": record["generation_model"], "prompt": record["prompt"],
+                "prior": record["prior"], "example": _optional_bool(record["example"]),
+                "example_source": record["example source"], "symptoms": record["symptoms"],
+                "anamnesis": record["anamnesis"], "symptoms_recall": _optional_float(record["symptoms_recall"]),
+                "anamnesis_precision": _optional_float(record["anamnesis_precision"]),
+            }
+        except ValueError as error:
+            yield number, str(error)
+            continue
+        yield NoteRow(line=number, text=text, icd_code=code, metadata=metadata)
 
 
 def _hashes_existing(hashes: list[str]) -> set[str]:
@@ -231,7 +250,8 @@ def do_import_notes(*, job: NoteImportJob, progress: Progress | None = None) -> 
     and passed on to progress (a command's bar).
 
     Returns None when the job had already finished (a redelivered task). When the file has problems, the job
-    fails with them by line and InputError is raised.
+    fails with them by line (named as uploaded) and InputError is raised. A failed import deletes the uploaded file
+    (NoteImportJob.upload_delete: the job keeps its name and problems); a file named by an import command is kept.
     """
     if not job.mark_running():
         return None
@@ -252,22 +272,25 @@ def do_import_notes(*, job: NoteImportJob, progress: Progress | None = None) -> 
                                                     "source_dataset": job.source_dataset, "created": counts.created,
                                                     "skipped": counts.skipped})
     except InputError as error:
-        job.mark_finished(JobStatus.FAILED, error=str(error), errors=error.report())
+        error.source = job.original_name  # the file as uploaded, not the stored path
+        if job.mark_finished(JobStatus.FAILED, error=str(error), errors=error.report()):
+            job.upload_delete()
         raise
     except Exception as error:  # shown on the job page; nothing was written (one transaction)
-        job.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        if job.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}"):
+            job.upload_delete()
         raise
     return counts
 
 
 def note_import_upload(*, kind: str, split: str, upload: UploadedFile, actor: AbstractBaseUser) -> NoteImportJob:
     """An uploaded notes file as an import job, sent to the "default" worker queue once it is committed."""
-    from .tasks import run_note_import
 
+    broker_require()  # before the upload is stored: a broker that is down leaves no file and no queued job
     job = NoteImportJob.objects.create(kind=kind, split=split if kind == NoteImportJob.Kind.RUMEDTOP3 else "",
                                        source_dataset=SOURCE_DATASETS[kind], upload=upload,
                                        original_name=upload.name[:255], created_by=actor)
-    transaction.on_commit(lambda: run_note_import.apply_async(args=[job.pk], queue="default"))
+    job_send_on_commit(job)
     return job
 
 
@@ -284,7 +307,7 @@ def model_config_default_ensure() -> ModelConfig:
 
     Admins may edit it afterwards; an existing record is returned unchanged.
     """
-    config, _ = ModelConfig.objects.get_or_create(name=settings.DEFAULT_MODEL_NAME, defaults={
+    config, _created = ModelConfig.objects.get_or_create(name=settings.DEFAULT_MODEL_NAME, defaults={
         "backend": ModelConfig.Backend.LOCAL, "model_path": settings.DEFAULT_MODEL_NAME,
         "prompt_format": ModelConfig.PromptFormat.CHAT, "max_new_tokens": 256, "batch_size": 16,
     })

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -12,11 +14,13 @@ from django.views.decorators.http import require_POST
 
 from graph.store import GraphUnavailable
 from medsyn_site.access import permission_view
+from medsyn_site.core.errors import StateConflict
+from medsyn_site.core.forms import ascii_digits, form_errors_text
 from medsyn_site.core.progress import poll_response
 
 from . import selectors
 from .enrichment import do_review_symptom_proposals, do_start_symptom_extraction
-from .forms import JobForm, NoteImportForm
+from .forms import JobForm, NoteFilterForm, NoteImportForm
 from .jobs import do_cancel_job, do_create_job, do_resume_job, job_plan_preview
 from .models import GenerationJob, ModelConfig, Note, NoteImportJob, PromptTemplate
 from .services import note_import_upload
@@ -59,45 +63,51 @@ def new(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-@_generation
-def job(request: HttpRequest, pk: int) -> HttpResponse:
+def _job_page(request: HttpRequest, pk: int, *, status: int = 200) -> HttpResponse:
     job = get_object_or_404(GenerationJob.objects.select_related("model_config", "prompt_template"), pk=pk)
     context = {"job": job, "errors": selectors.generation_job_errors(job=job)[:200]}
     if request.htmx:
         return poll_response(render(request, "generation/_job_status.html", context), finished=job.finished)
-    return render(request, "generation/job.html", context)
+    return render(request, "generation/job.html", context, status=status)
+
+
+@_generation
+def job(request: HttpRequest, pk: int) -> HttpResponse:
+    return _job_page(request, pk)
+
+
+def _job_action(request: HttpRequest, pk: int, action: Callable[..., GenerationJob]) -> HttpResponse:
+    """Cancel or resume, then the job page; an action the job's state does not allow (StateConflict: finished
+    meanwhile, still running, nothing left to run) is a 409 with the job page and the reason."""
+    try:
+        action(job=get_object_or_404(GenerationJob, pk=pk), actor=request.user)
+    except StateConflict as error:
+        messages.error(request, " ".join(error.messages))
+        return _job_page(request, pk, status=409)
+    return redirect("generation:job", pk=pk)
 
 
 @require_POST
 @_generation
 def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    try:
-        do_cancel_job(job=get_object_or_404(GenerationJob, pk=pk), actor=request.user)
-    except ValidationError as error:  # finished meanwhile
-        messages.error(request, " ".join(error.messages))
-    return redirect("generation:job", pk=pk)
+    return _job_action(request, pk, do_cancel_job)
 
 
 @require_POST
 @_generation
 def job_resume(request: HttpRequest, pk: int) -> HttpResponse:
-    try:
-        do_resume_job(job=get_object_or_404(GenerationJob, pk=pk), actor=request.user)
-    except ValidationError as error:  # still running
-        messages.error(request, " ".join(error.messages))
-    return redirect("generation:job", pk=pk)
-
-
-NOTE_FILTERS = ("code", "model", "variant", "check", "job")
+    return _job_action(request, pk, do_resume_job)
 
 
 @_generation
 def notes(request: HttpRequest) -> HttpResponse:
-    filters = {name: request.GET.get(name, "").strip() for name in NOTE_FILTERS}
-    if filters["job"] and not filters["job"].isdigit():
-        filters["job"] = ""
+    """Generated notes by the filters of NoteFilterForm; an invalid filter is said on the page and not applied."""
+    form = NoteFilterForm(request.GET)
+    form.is_valid()
+    filters = form.filters()
     page = Paginator(selectors.synthetic_notes_filter(**filters), 25).get_page(request.GET.get("page"))
-    context = {"notes": page, "filters": filters, "models": selectors.model_configs().values_list("name", flat=True),
+    context = {"notes": page, "filters": filters, "filter_error": form_errors_text(form),
+               "models": selectors.model_configs().values_list("name", flat=True),
                "variants": PromptTemplate.Variant.choices}
     template = "generation/_notes_table.html" if request.htmx else "generation/notes.html"
     return render(request, template, context)
@@ -109,6 +119,16 @@ def note(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "generation/note.html", {"note": note, "meta": note.metadata})
 
 
+def _id(raw: str) -> int | None:
+    """A row id posted by a form: a number in ASCII digits that fits a bigint, else None (int() fails on '²' and
+    reads '٣' as 3)."""
+    return int(raw) if ascii_digits(raw) and len(raw) <= 18 else None
+
+
+def _ids(raw: list[str]) -> list[int]:
+    return [pk for pk in map(_id, raw) if pk is not None]
+
+
 @_generation
 def enrichment(request: HttpRequest) -> HttpResponse:
     """Start an LLM symptom-extraction job; accept or reject its proposed HAS_SYMPTOM edges."""
@@ -116,12 +136,12 @@ def enrichment(request: HttpRequest) -> HttpResponse:
         action = request.POST.get("action")
         try:
             if action == "extract":
-                config = get_object_or_404(ModelConfig, pk=request.POST.get("model_config"))
+                config = get_object_or_404(ModelConfig, pk=_id(request.POST.get("model_config", "")))
                 do_start_symptom_extraction(actor=request.user, model_config=config,
                                             categories=request.POST.get("categories", "").split(","))
                 messages.success(request, _("Symptom extraction started; proposals appear here as notes are read."))
             elif action in ("accept", "reject"):
-                chosen = selectors.symptom_proposals_by_id(request.POST.getlist("proposal"))
+                chosen = selectors.symptom_proposals_by_id(_ids(request.POST.getlist("proposal")))
                 done = do_review_symptom_proposals(actor=request.user, proposals=chosen, accept=action == "accept")
                 messages.success(request, _("%(n)s proposals reviewed.") % {"n": done})
         except ValidationError as error:

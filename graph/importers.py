@@ -197,10 +197,10 @@ def _endpoint(value: Any) -> tuple[str, str] | None:
 def generic_payload(path: Path, *, name: str | None = None) -> GraphPayload:
     """Parse the generic JSONL format (UTF-8, with or without a byte-order mark); every bad line is in
     payload.problems with its number (graph_import refuses the payload). name: the file's name in messages."""
-    text_read(path, name=name)  # another encoding, a NUL or a control character: InputError naming each line
     payload = GraphPayload()
     problems = payload.problems
-    for line, row, problem in jsonl_objects(path):
+    # another encoding, a NUL or a control character: jsonl_objects raises InputError naming each line
+    for line, row, problem in jsonl_objects(path, name=name):
         if row is None:
             problems.append((line, problem))
             continue

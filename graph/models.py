@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from medsyn_site.core.models import BackgroundJob, JobStatus
+from medsyn_site.core.models import JobStatus, UploadJob
 
 
 class GraphVersion(models.Model):
@@ -34,7 +34,7 @@ class GraphVersion(models.Model):
         return f"v{self.pk} {self.source} {self.created_at:%Y-%m-%d %H:%M}"
 
 
-class ImportJob(BackgroundJob):
+class ImportJob(UploadJob):
     """An import started from the admin upload page and run by a Celery worker.
 
     Progress is in nodes and edges written (none while the file is read and checked). A file already in the
@@ -62,17 +62,6 @@ class ImportJob(BackgroundJob):
         from .tasks import graph_import_job_run
 
         task_send(graph_import_job_run, args=[self.pk], queue="default")
-
-    def upload_delete(self) -> None:
-        """Delete the uploaded file; the row keeps its original name, errors and version."""
-        if self.upload:
-            self.upload.delete(save=False)
-        type(self).objects.filter(pk=self.pk).update(upload="")
-        self.upload = ""
-
-    @property
-    def upload_deleted(self) -> bool:
-        return self.finished and not self.upload
 
     @property
     def unchanged(self) -> bool:

@@ -153,3 +153,23 @@ class BackgroundJob(models.Model):
             status=status, error=error, finished_at=now, updated_at=now, **fields)
         self.refresh_from_db()
         return bool(written)
+
+
+class UploadJob(BackgroundJob):
+    """A background job that imports an uploaded file (its `upload` FileField, declared by the subclass with its
+    own folder). The file is kept as the provenance of what it imported; a failed import deletes it (uploads can be
+    large and nobody needs a refused one) and the row keeps the original name and problems. A file an import command
+    named on the server (a `file_path` field, where the model has one) is the server's and is never deleted."""
+
+    class Meta(BackgroundJob.Meta):  # BackgroundJob's ordering too
+        abstract = True
+
+    def upload_delete(self) -> None:
+        if self.upload:
+            self.upload.delete(save=False)
+        type(self).objects.filter(pk=self.pk).update(upload="")
+        self.upload = ""
+
+    @property
+    def upload_deleted(self) -> bool:
+        return self.finished and not self.upload and not getattr(self, "file_path", "")

@@ -2,7 +2,8 @@
 jsonl lines of {idx, symptoms, code}.
 
 The graph's symptom frequencies and the real-note import both read these files; both get the same validation
-(an ICD-10 code, non-empty fields) and the same line-numbered problems.
+(UTF-8 text as core.textfile reads it, an ICD-10 code, non-empty fields without control characters) and the same
+line-numbered problems.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.utils.translation import gettext as _
+
 from .errors import InputError
 from .icd10 import icd_code_clean
+from .textfile import CONTROL_IN_TEXT, text_read
 
 FIELDS = ("idx", "symptoms", "code")
 
@@ -26,33 +30,44 @@ class RuMedTop3Record:
     code: str  # upper-cased ICD-10 code
 
 
-def jsonl_objects(path: Path) -> Iterator[tuple[int, dict | None, str]]:
+def jsonl_objects(path: Path, *, name: str | None = None) -> Iterator[tuple[int, dict | None, str]]:
     """(line number, object, "") for each JSON object line of a file, or (line number, None, problem); blank lines
-    are skipped and a byte-order mark is ignored. The one JSONL reader of the product's imports."""
-    with path.open(encoding="utf-8-sig") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield number, None, f"not valid JSON ({error.msg}, column {error.colno})"
-                continue
-            if not isinstance(record, dict):
-                yield number, None, "not a JSON object"
-                continue
-            yield number, record, ""
+    are skipped and a byte-order mark is ignored. The one JSONL reader of the product's imports.
+
+    The file is read by core.textfile.text_read: one that is not UTF-8 (it says what it looks like) or holds a NUL
+    or another control character raises InputError (named name, default path.name) with every bad line."""
+    text = text_read(path, name=name)
+    # The line ends text_read counts lines by (a JSON string may hold U+2028, which str.splitlines() would split).
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield number, None, _("not valid JSON (%(error)s, column %(column)d)") % {"error": error.msg,
+                                                                                    "column": error.colno}
+            continue
+        if not isinstance(record, dict):
+            yield number, None, _("not a JSON object")
+            continue
+        yield number, record, ""
 
 
-def rumedtop3_rows(path: Path) -> Iterator[RuMedTop3Record | tuple[int, str]]:
-    """Each record of a RuMedTop3 jsonl file, or (line, problem) for a bad line; blank lines are skipped."""
-    for number, record, problem in jsonl_objects(path):
+def rumedtop3_rows(path: Path, *, name: str | None = None) -> Iterator[RuMedTop3Record | tuple[int, str]]:
+    """Each record of a RuMedTop3 jsonl file, or (line, problem) for a bad line; blank lines are skipped. name: the
+    file's name in messages (default path.name)."""
+    for number, record, problem in jsonl_objects(path, name=name):
         if record is None:
             yield number, problem
             continue
         missing = [key for key in FIELDS if not str(record.get(key) or "").strip()]
         if missing:
-            yield number, f"missing or empty field(s): {', '.join(missing)}"
+            yield number, _("missing or empty field(s): %(fields)s") % {"fields": ", ".join(missing)}
+            continue
+        # An escaped control character ("\u0000") passes text_read; PostgreSQL text cannot hold a NUL.
+        if controlled := [key for key in FIELDS if CONTROL_IN_TEXT.search(str(record[key]))]:
+            yield number, _("a control character in the field(s): %(fields)s") % {"fields": ", ".join(controlled)}
             continue
         try:
             code = icd_code_clean(record["code"])
@@ -60,8 +75,6 @@ def rumedtop3_rows(path: Path) -> Iterator[RuMedTop3Record | tuple[int, str]]:
             yield number, str(error)
             continue
         yield RuMedTop3Record(line=number, idx=str(record["idx"]), text=str(record["symptoms"]).strip(), code=code)
-
-
 
 
 def rumedtop3_read(path: Path) -> list[RuMedTop3Record]:

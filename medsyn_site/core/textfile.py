@@ -22,8 +22,9 @@ from .errors import InputError
 BOM = "\ufeff"
 # Unicode's control characters (category Cc): none belongs in a key or a search, and a NUL cuts a FalkorDB query.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-# The same but tab and the line ends: the control characters text may not hold.
-CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# The control characters text may not hold: C0 but tab and the line ends, and DEL. (C1, U+0080-U+009F, is left to
+# text: U+0085 is a Unicode line break that notes, and our own release files, may carry.)
+CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _BINARY_MAGIC = {
     b"PK\x03\x04": gettext_noop("a ZIP archive, or an Excel / OpenDocument spreadsheet (export it as CSV, UTF-8)"),

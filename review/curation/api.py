@@ -17,8 +17,9 @@ from rest_framework.views import APIView
 
 from generation.models import Note
 from medsyn_site.core.api import HasPerm
+from medsyn_site.core.forms import ascii_digits
 
-from .forms import BULK_FILTER_KEYS, CurationFilterForm, ascii_digits
+from .forms import BULK_FILTER_KEYS, CurationFilterForm
 from .models import NoteCuration, ScanJob
 from .scans import do_start_scan
 from .selectors import curation_notes, note_curation

@@ -11,34 +11,12 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from generation.models import PromptTemplate
+from medsyn_site.core.forms import AsciiFloatField, AsciiIntegerField
 
 from .models import ReviewState
 
 # What a posted page form carries besides its own fields.
 FORM_EXTRA_KEYS = frozenset({"csrfmiddlewaretoken"})
-
-
-def ascii_digits(value: str) -> bool:
-    """Whether value is a non-negative whole number in the digits 0-9 (str.isdigit() alone takes '٣' and '²')."""
-    return value.isascii() and value.isdigit()
-
-
-class AsciiNumberMixin:
-    """Python's int() and float() read every Unicode decimal digit ('٣' is 3, '１' is 1): a number written with
-    anything but ASCII is refused, so the value acted on is the one a person reads."""
-
-    def to_python(self, value: Any) -> Any:
-        if isinstance(value, str) and not value.isascii():
-            raise ValidationError(self.error_messages["invalid"], code="invalid")
-        return super().to_python(value)
-
-
-class AsciiIntegerField(AsciiNumberMixin, forms.IntegerField):
-    pass
-
-
-class AsciiFloatField(AsciiNumberMixin, forms.FloatField):
-    pass
 
 
 class CurationFilterForm(forms.Form):
@@ -122,15 +100,6 @@ def filter_form_bound(data, *, known_keys: Iterable[str] | None = None) -> Curat
     form = CurationFilterForm(data, known_keys=known_keys)
     form.is_valid()
     return form
-
-
-def form_errors_text(form: forms.Form) -> str:
-    """A bound form's errors in one line ("Label: message ..."), for a page that shows them in one place."""
-    parts = []
-    for name, errors in form.errors.items():
-        text = " ".join(str(error) for error in errors)
-        parts.append(f"{form.fields[name].label}: {text}" if name in form.fields else text)
-    return " ".join(parts)
 
 
 def filter_form_filters(form: CurationFilterForm) -> dict:

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from generation.models import Note
 from medsyn_site.access import permission_view
 from medsyn_site.core.audit import audit_trail
+from medsyn_site.core.forms import ascii_digits, form_errors_text
 from medsyn_site.core.progress import poll_response
 
 from .forms import (
@@ -23,10 +24,8 @@ from .forms import (
     CurationActionForm,
     CurationFilterForm,
     NoteEditForm,
-    ascii_digits,
     filter_form_bound,
     filter_form_filters,
-    form_errors_text,
 )
 from .models import ScanJob
 from .scans import do_start_scan

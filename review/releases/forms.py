@@ -4,7 +4,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from review.curation.forms import FORM_EXTRA_KEYS, AsciiIntegerField, CurationFilterForm
+from medsyn_site.core.forms import AsciiIntegerField
+from review.curation.forms import FORM_EXTRA_KEYS, CurationFilterForm
 
 from .models import Release
 from .selectors import releases_other_than

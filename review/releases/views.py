@@ -13,8 +13,9 @@ from django.views.decorators.http import require_POST
 from generation.models import Note
 from medsyn_site.access import permission_view
 from medsyn_site.core.errors import StateConflict
+from medsyn_site.core.forms import form_errors_text
 from medsyn_site.core.progress import poll_response
-from review.curation.forms import filter_form_bound, form_errors_text
+from review.curation.forms import filter_form_bound
 from review.curation.services import text_diff_html
 
 from .forms import RELEASE_FORM_KEYS, ReleaseCompareForm, ReleaseCreateForm

@@ -73,7 +73,8 @@ def test_extraction_then_review_publishes_only_accepted_edges(api_config, openai
 def test_starting_an_extraction_is_audited_and_queued_once_committed(api_config, make_user, monkeypatch, client,
                                                                     django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr(run_symptom_extraction, "apply_async", lambda args, queue: sent.append((args, queue)))
+    monkeypatch.setattr(run_symptom_extraction, "apply_async",
+                        lambda args, queue, **options: sent.append((args, queue)))
     researcher = make_user("researcher")
     with django_capture_on_commit_callbacks(execute=True):
         chosen = do_start_symptom_extraction(actor=researcher, model_config=api_config, categories=[" m54", "J06", ""])

@@ -19,7 +19,7 @@ from generation.services import prompt_templates_ensure
 from graph.store import GraphUnavailable
 from medsyn_site.core.audit import audit_trail
 from medsyn_site.core.errors import StateConflict
-from medsyn_site.core.models import AuditEvent
+from medsyn_site.core.models import AuditEvent, AuditRecord
 
 pytestmark = pytest.mark.django_db
 
@@ -61,15 +61,21 @@ def _request(**overrides) -> PlanRequest:
     return PlanRequest(**{"categories": ["J06", "I10"], "budget": 6, "allocation": "uniform", "seed": 17, **overrides})
 
 
+def _built(job: GenerationJob) -> GenerationJob:
+    """The job with its items, as its worker builds them before its first batch (job_execute does it too)."""
+    jobs.job_items_build(job)
+    return job
+
+
 def _item_view(job: GenerationJob) -> list[tuple]:
     return list(job.items.order_by("index").values_list("category", "donor_code", "symptoms", "example_note_id",
                                                         "prompt_system", "prompt_user"))
 
 
 def test_same_seed_gives_the_same_plan_and_prompts(tiny_graph, real_notes, api_config):
-    first = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
-    second = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
-    other = do_create_job(request=_request(seed=18), model_config=api_config, actor=None, enqueue=False)
+    first = _built(do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False))
+    second = _built(do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False))
+    other = _built(do_create_job(request=_request(seed=18), model_config=api_config, actor=None, enqueue=False))
     assert first.planned == 6 and len(_item_view(first)) == 6
     assert _item_view(first) == _item_view(second)
     assert _item_view(first) != _item_view(other)
@@ -116,7 +122,7 @@ def test_job_runs_every_item_once_with_provenance_and_checks(tiny_graph, real_no
 
 
 def test_failures_duplicates_and_resume(tiny_graph, real_notes, api_config, monkeypatch, client, make_user):
-    job = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
+    job = _built(do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False))
     keys = list(job.items.order_by("index").values_list("pk", flat=True))
     monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend(fail_keys=frozenset({str(keys[0])})))
     job_execute(job.pk)
@@ -144,7 +150,7 @@ def test_failures_duplicates_and_resume(tiny_graph, real_notes, api_config, monk
 
 
 def test_nothing_ran_means_failed(tiny_graph, real_notes, api_config, monkeypatch):
-    job = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
+    job = _built(do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False))
     keys = frozenset(str(pk) for pk in job.items.values_list("pk", flat=True))
     monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend(fail_keys=keys))
     job_execute(job.pk)
@@ -242,8 +248,8 @@ def test_nul_characters_are_dropped_and_long_prompts_skipped(tiny_graph, real_no
     assert Note.objects.get(metadata__job_id=job.pk).text == "Кашель и насморк у пациента."
 
     Note.objects.filter(origin="real").update(text="слово " * 1300)
-    long_job = do_create_job(request=_request(budget=2, categories=["J06"], min_words=1), model_config=api_config,
-                             actor=None, enqueue=False)
+    long_job = _built(do_create_job(request=_request(budget=2, categories=["J06"], min_words=1),
+                                    model_config=api_config, actor=None, enqueue=False))
     assert long_job.skipped == 2 and "prompt too long" in long_job.items.first().error
 
 
@@ -355,6 +361,7 @@ def _form_data(plan: dict, config: ModelConfig) -> dict:
     ({"temperature": 2.5}, "temperature", "temperature"),
     ({"top_p": 1.5}, "top_p", "top_p"),
     ({"seed": 2**70}, "seed", "seed"),
+    ({"seed": 2**63}, "seed", "seed"),
     ({"seed": -(2**63) - 1}, "seed", "seed"),
     ({"budget": 0}, "budget", "budget"),
     ({"budget": 100_001}, "budget", "budget"),
@@ -363,6 +370,8 @@ def _form_data(plan: dict, config: ModelConfig) -> dict:
     ({"allocation": "explicit", "explicit_counts": {"J06": 10**9}}, "counts", "explicit_counts"),
     ({"allocation": "explicit", "explicit_counts": {"J06": 60_000, "I10": 60_000}}, "counts", "explicit_counts"),
     ({"overrides": {"J06": 10**9}}, "counts", "overrides"),
+    ({"allocation": "explicit", "explicit_counts": {"J06": 10_001}}, "counts", "explicit_counts"),
+    ({"overrides": {"J06": 10_001}}, "counts", "overrides"),
     ({"overrides": {"J6": 1}}, "counts", "overrides"),
     ({"overrides": {"J06.9": 1}}, "counts", "overrides"),
     ({"overrides": {"J06": -1}}, "counts", "overrides"),
@@ -405,3 +414,129 @@ def test_a_graph_that_is_down_is_a_503_from_the_api_and_a_message_on_the_page(cl
     preview = client.post(reverse("generation:new"), form, HTTP_HX_REQUEST="true")
     assert preview.status_code == 200
     assert "The knowledge graph is unavailable: connection refused" in preview.content.decode()
+
+
+@pytest.mark.parametrize(("plan", "message"), [
+    ({"budget": 100_000}, "I10: 50000 tasks, J06: 50000 tasks; at most 10000 tasks a category"),
+    ({"budget": 4, "overrides": {"M54": 3}}, "counts given for categories not in the plan: M54"),
+    ({"budget": 4, "allocation": "explicit", "explicit_counts": {"J06": 2, "Z99": 3}},
+     "counts given for categories not in the plan: Z99"),
+])
+def test_plans_over_the_bounds_or_with_counts_of_unknown_categories_are_refused(client, make_user, tiny_graph,
+                                                                                real_notes, api_config, plan,
+                                                                                message):
+    """Bounded by planning.MAX_TASKS_PER_CATEGORY (and MAX_TASKS), whichever allocation makes the counts; a count
+    for a category the plan does not have is an error, not ignored."""
+    client.force_login(make_user("researcher"))
+    body = {**GOOD_PLAN, **plan}
+    job = {**body, "model_config": "fake-api"}
+    for url, data in (("/api/generation/plans/", body), ("/api/generation/jobs/", job)):
+        response = client.post(url, data, content_type="application/json")
+        assert response.status_code == 400 and message in response.json()["detail"], response.content
+    form = {**_form_data(body, api_config), "action": "preview"}
+    page = client.post(reverse("generation:new"), form, HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-testid="plan-error"' in page and message in page and 'data-testid="plan-table"' not in page
+    assert not GenerationJob.objects.exists()
+
+
+def test_a_preview_and_a_job_request_sample_no_task_the_worker_builds_the_items(client, make_user, tiny_graph,
+                                                                                real_notes, api_config,
+                                                                                monkeypatch):
+    """The request only allocates (its time does not grow with the budget); the job's worker samples the tasks and
+    writes the items with their prompts, in one transaction, once (bench/bench_plan_request.py has the figures)."""
+    from generation import planning
+
+    def no_sampling_here(*args, **kwargs):
+        raise AssertionError("a task was sampled in the request")
+
+    monkeypatch.setattr(planning, "symptoms_sample", no_sampling_here)
+    monkeypatch.setattr(jobs, "job_enqueue", lambda job: None)
+    client.force_login(make_user("researcher"))
+    body = {**GOOD_PLAN, "budget": 20_000}
+    preview = client.post("/api/generation/plans/", body, content_type="application/json")
+    assert preview.status_code == 200 and preview.json()["total"] == 20_000
+    assert job_plan_preview(_request(budget=20_000)).tasks == ()
+    created = client.post("/api/generation/jobs/", {**body, "budget": 6, "model_config": "fake-api"},
+                          content_type="application/json")
+    assert created.status_code == 201, created.content
+    job = GenerationJob.objects.get(pk=created.json()["id"])
+    assert (job.planned, job.progress_total, job.items.count(), job.status) == (6, 6, 0, "queued")
+
+    monkeypatch.undo()
+    monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend())
+    job_execute(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.ok, job.items.count(), job.step) == ("done", 6, 6, "")
+    jobs.job_items_build(job)  # a second delivery builds nothing more
+    assert job.items.count() == 6
+    same = do_create_job(request=PlanRequest(**job.parameters), model_config=api_config, actor=None, enqueue=False)
+    assert _item_view(_built(same)) == _item_view(job)  # the plan and prompts of the request, as the worker built them
+
+
+def test_a_plan_that_cannot_be_built_any_more_fails_its_job_with_the_reason(tiny_graph, real_notes, api_config,
+                                                                              monkeypatch):
+    job = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
+    Note.objects.filter(origin="real").delete()  # the examples the weighted allocation needs are gone
+    GenerationJob.objects.filter(pk=job.pk).update(parameters={**job.parameters, "allocation": "weighted"})
+    job_execute(job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and "none of the chosen categories" in job.error and job.items.count() == 0
+    assert job.resumable  # every item is left
+
+
+def _finished(api_config, monkeypatch, **request) -> GenerationJob:
+    monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend())
+    job = do_create_job(request=_request(**request), model_config=api_config, actor=None, enqueue=False)
+    job_execute(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def test_a_job_with_every_item_done_is_not_resumed(client, make_user, tiny_graph, real_notes, api_config,
+                                                   monkeypatch):
+    """Resume used to send a done job back to the queue (and a cancel then ended it "cancelled" with every item
+    done); only a stopped job with items left, or a stalled one, resumes."""
+    sent = []
+    monkeypatch.setattr(jobs, "job_enqueue", lambda job: sent.append(job.pk))
+    done = _finished(api_config, monkeypatch)
+    assert (done.status, done.ok, done.items_left, done.resumable) == ("done", 6, 0, False)
+    with pytest.raises(StateConflict, match="done with no item left to run: nothing to resume"):
+        do_resume_job(job=done, actor=None)
+    client.force_login(make_user("researcher"))
+    api = client.post(f"/api/generation/jobs/{done.pk}/resume/")
+    assert api.status_code == 409 and "nothing to resume" in api.json()["detail"]
+    page = client.post(reverse("generation:job_resume", kwargs={"pk": done.pk}))
+    assert page.status_code == 409 and "nothing to resume" in page.content.decode()
+    assert 'data-testid="resume"' not in client.get(reverse("generation:job", kwargs={"pk": done.pk})).content.decode()
+
+    # Cancelled while its last batch ran: every item has its outcome, so there is nothing to resume either.
+    cancelled = _finished(api_config, monkeypatch, seed=23)
+    GenerationJob.objects.filter(pk=cancelled.pk).update(status="cancelled")
+    cancelled.refresh_from_db()
+    assert not cancelled.resumable
+    assert client.post(f"/api/generation/jobs/{cancelled.pk}/resume/").status_code == 409
+    done.refresh_from_db()
+    cancelled.refresh_from_db()
+    assert (done.status, cancelled.status, sent) == ("done", "cancelled", [])
+    assert not AuditRecord.objects.filter(action=AuditEvent.RESUME_GENERATION_JOB).exists()
+
+
+def test_a_stopped_job_with_items_left_resumes(tiny_graph, real_notes, api_config, monkeypatch):
+    monkeypatch.setattr(jobs, "job_enqueue", lambda job: None)
+    monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend(fail_keys=frozenset()))
+    job = _built(do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False))
+    failing = frozenset(str(pk) for pk in job.items.filter(index__lt=2).values_list("pk", flat=True))
+    monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend(fail_keys=failing))
+    job_execute(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.ok, job.failed, job.items_left, job.resumable) == ("done", 4, 2, 2, True)
+    never_built = do_create_job(request=_request(seed=31), model_config=api_config, actor=None, enqueue=False)
+    do_cancel_job(job=never_built, actor=None)
+    never_built.refresh_from_db()
+    assert (never_built.items_left, never_built.resumable) == (6, True)
+    for stopped in (job, never_built):
+        assert do_resume_job(job=stopped, actor=None).status == "queued"
+        monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend())
+        job_execute(stopped.pk)
+        stopped.refresh_from_db()
+        assert (stopped.status, stopped.ok, stopped.items_left) == ("done", 6, 0)

@@ -7,7 +7,6 @@ import signal
 import time
 
 import pytest
-from django.utils import timezone
 
 from generation.jobs import PlanRequest, do_create_job
 from generation.models import GenerationJob, ModelConfig, Note

@@ -105,6 +105,42 @@ def test_malformed_file_reports_lines_and_imports_nothing():
     assert Note.objects.count() == 0 and not AuditRecord.objects.exists()
 
 
+@pytest.mark.django_db
+@pytest.mark.usefixtures("media_root")
+def test_a_failed_upload_is_deleted_and_its_job_keeps_the_name_and_problems(client, make_user):
+    """Failed uploads were kept for ever (202 MB seen); the file of a successful import stays as its provenance."""
+    cp1251 = (DATA / "rumedtop3_sample.jsonl").read_text(encoding="utf-8").encode("cp1251")
+    failed = NoteImportJobFactory(upload__data=cp1251, original_name="visits.jsonl")
+    stored = Path(failed.upload.path)
+    assert stored.exists()
+    run_note_import(failed.pk)
+    failed.refresh_from_db()
+    assert failed.status == "failed" and not failed.upload and not stored.exists()
+    assert failed.original_name == "visits.jsonl" and failed.error.startswith("visits.jsonl: ")
+    assert failed.errors[0] == {"line": 0, "message": "not UTF-8 text: it looks like cp1251 (Windows Cyrillic); "
+                                                      "save it as UTF-8 and upload it again"}
+    client.force_login(make_user("admin"))
+    page = client.get(reverse("generation:note_import_job", kwargs={"pk": failed.pk})).content.decode()
+    assert 'data-testid="upload-deleted"' in page and "cp1251 (Windows Cyrillic)" in page
+    assert str(stored.parent) not in failed.error  # the server's path is not shown
+
+    good = NoteImportJobFactory(upload__data=(DATA / "rumedtop3_sample.jsonl").read_bytes())
+    run_note_import(good.pk)
+    good.refresh_from_db()
+    assert good.status == "done" and good.upload and Path(good.upload.path).exists()
+
+
+@pytest.mark.django_db
+def test_a_file_the_command_named_is_kept_when_its_import_fails(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes("Жалобы".encode("cp1251"))
+    with pytest.raises(CommandError):
+        call_command("import_real_notes", "--split", "train", "--file", str(bad), stdout=StringIO(),
+                     stderr=StringIO())
+    job = NoteImportJob.objects.get()
+    assert job.status == "failed" and bad.exists() and job.file_path == str(bad.resolve())
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("media_root")
 def test_progress_is_visible_while_the_import_transaction_is_still_open():
@@ -129,7 +165,7 @@ def test_progress_is_visible_while_the_import_transaction_is_still_open():
 def test_the_upload_page_queues_a_job_and_its_page_polls_until_done(client, make_user, monkeypatch,
                                                                     django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr(run_note_import, "apply_async", lambda args, queue: sent.append((args, queue)))
+    monkeypatch.setattr(run_note_import, "apply_async", lambda args, queue, **options: sent.append((args, queue)))
     admin = make_user("admin")
     client.force_login(admin)
     upload = SimpleUploadedFile("release.csv", (DATA / "medsyn_sample.csv").read_bytes())

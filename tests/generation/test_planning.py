@@ -4,7 +4,15 @@ from collections import Counter
 
 import pytest
 
-from generation.planning import ExampleNote, PlanError, examples_group, plan_build
+from generation.planning import (
+    MAX_TASKS,
+    MAX_TASKS_PER_CATEGORY,
+    ExampleNote,
+    PlanError,
+    examples_group,
+    plan_allocate,
+    plan_build,
+)
 from graph.sampling import CategoryData, SamplingData, category_weight
 
 SYMPTOMS = [("кашель", 9), ("насморк", 5), ("температура", 4), ("боль в горле", 2), ("слабость", 1), ("озноб", 1)]
@@ -97,3 +105,34 @@ def test_a_task_keeps_its_sample_when_other_categories_change():
 def test_bad_requests_are_refused_clearly(kwargs, message):
     with pytest.raises(PlanError, match=message):
         plan_build(_data(), seed=1, **{"examples": _examples(), **kwargs})
+
+
+def test_a_plan_is_bounded_per_category_and_in_total_whatever_allocation_made_the_counts():
+    """planning.MAX_TASKS_PER_CATEGORY and MAX_TASKS bound the plan itself: a budget within the request's bounds
+    plus overrides, or a few categories sharing a large budget, cannot make a larger plan."""
+    keys = [f"J{n:02d}" for n in range(12)]
+    data = SamplingData("1", {key: CategoryData(key, key, 1, 1, {key: SYMPTOMS}) for key in keys})
+    examples = examples_group([(n, key, " ".join(["слово"] * 30)) for n, key in enumerate(keys)])
+    with pytest.raises(PlanError, match=f"the plan has 101666 tasks; at most {MAX_TASKS} a job"):
+        plan_allocate(data, categories=None, budget=MAX_TASKS, seed=1, examples=examples, allocation="uniform",
+                      overrides={"J00": MAX_TASKS_PER_CATEGORY})
+    with pytest.raises(PlanError, match=f"J06: 10001 tasks; at most {MAX_TASKS_PER_CATEGORY} tasks a category"):
+        plan_build(data, categories=["J06"], budget=MAX_TASKS_PER_CATEGORY + 1, seed=1, examples=examples)
+    assert plan_allocate(data, categories=["J06"], budget=MAX_TASKS_PER_CATEGORY, seed=1, examples=examples).total \
+        == MAX_TASKS_PER_CATEGORY
+
+
+def test_counts_for_categories_outside_the_plan_are_refused_not_ignored():
+    with pytest.raises(PlanError, match="counts given for categories not in the plan: M54"):
+        plan_build(_data(), categories=["J06"], budget=2, seed=1, examples=_examples(), overrides={"M54": 5})
+    with pytest.raises(PlanError, match="counts given for categories not in the plan: X99, Z00"):
+        plan_build(_data(), categories=["J06"], budget=0, seed=1, examples=_examples(), allocation="explicit",
+                   explicit_counts={"J06": 1, "Z00": 2, "X99": 1})
+
+
+def test_the_allocation_alone_gives_the_rows_of_the_built_plan():
+    kwargs = dict(categories=["J06", "M54", "Z00"], budget=10, seed=4, examples=_examples(), allocation="uniform",
+                  overrides={"Z00": 1})
+    allocated, built = plan_allocate(_data(), **kwargs), plan_build(_data(), **kwargs)
+    assert allocated.rows == built.rows and allocated.total == built.total == len(built.tasks) == 8
+    assert allocated.tasks == ()

@@ -123,6 +123,59 @@ def test_medsyn_csv_with_a_missing_column_is_refused(tmp_path, medsyn_csv_file):
         medsyn_csv_import(path=broken)
 
 
+def _problems(call) -> list[tuple[int, str]]:
+    with pytest.raises(InputError) as caught:
+        call()
+    assert Note.objects.count() == 0  # all or nothing
+    return caught.value.problems
+
+
+@pytest.mark.parametrize(("encoding", "looks_like"), [("cp1251", "cp1251 (Windows Cyrillic)"),
+                                                      ("utf-16", "UTF-16")])
+def test_a_notes_file_not_in_utf8_is_refused_saying_what_it_looks_like(tmp_path, rumedtop3_file, medsyn_csv_file,
+                                                                        encoding, looks_like):
+    for source, importer in ((rumedtop3_file, lambda path: real_notes_import(path=path, split="train")),
+                             (medsyn_csv_file, lambda path: medsyn_csv_import(path=path))):
+        path = tmp_path / source.name
+        path.write_bytes(source.read_text(encoding="utf-8").encode(encoding))
+        problems = _problems(lambda path=path, importer=importer: importer(path))
+        assert problems[0][0] == 0 and f"not UTF-8 text: it looks like {looks_like}" in problems[0][1], problems
+
+
+def test_a_notes_file_with_a_byte_order_mark_imports_as_without(tmp_path, rumedtop3_file, medsyn_csv_file):
+    jsonl, csv = tmp_path / "bom.jsonl", tmp_path / "bom.csv"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + rumedtop3_file.read_bytes())
+    csv.write_bytes(b"\xef\xbb\xbf" + medsyn_csv_file.read_bytes())
+    assert real_notes_import(path=jsonl, split="train").created == 5
+    assert medsyn_csv_import(path=csv).created == 3
+    assert Note.objects.get(metadata__idx="0").metadata["line"] == 2
+
+
+def test_a_medsyn_csv_row_with_a_quote_left_open_or_too_few_fields_is_refused_with_its_line(tmp_path,
+                                                                                             medsyn_csv_file):
+    """A quote left open swallowed the rest of its row: 8 of 12 fields, once imported as a note with no symptoms."""
+    header, *rows = medsyn_csv_file.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    broken = tmp_path / "broken.csv"
+    broken.write_text("\n".join([header, *rows,
+                                  '7,J06,gpt-4,"Представь, что ты врач,symptoms,True,RuMedTop3,Кашель и насморк.',
+                                  ]) + "\n", encoding="utf-8")
+    assert [line for line, _ in _problems(lambda: medsyn_csv_import(path=broken))] == [6]
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join([header, *rows, "8,J06,gpt-4,prompt,symptoms,True,RuMedTop3,Кашель и насморк."])
+                     + "\n", encoding="utf-8")
+    [(line, message)] = _problems(lambda: medsyn_csv_import(path=short))
+    assert line == 6 and "expected 12 fields (as the header), got 8" in message
+
+
+def test_a_rumedtop3_line_with_an_escaped_nul_is_refused_with_its_line(tmp_path, rumedtop3_file):
+    """JSON may escape a NUL ("\\u0000") that PostgreSQL text cannot hold: a problem of its line, not a failed write."""
+    path = tmp_path / "nul.jsonl"
+    path.write_text(rumedtop3_file.read_text(encoding="utf-8")
+                    + json.dumps({"idx": "n", "symptoms": "кашель\x00", "code": "J06"}) + "\n", encoding="utf-8")
+    [(line, message)] = _problems(lambda: real_notes_import(path=path, split="train"))
+    assert line == 7 and "a control character in the field(s): symptoms" in message  # the sample has a blank line
+
+
 def test_default_templates_are_seeded_once():
     assert PromptTemplate.objects.count() == len(DEFAULT_TEMPLATES)  # by the data migration
     assert prompt_templates_ensure() == 0

@@ -147,9 +147,11 @@ def test_bad_lines_and_missing_endpoints_are_reported_together(small_graph, grap
 def test_a_key_with_a_control_character_or_too_long_is_a_bad_line(tmp_path, key):
     path = tmp_path / "bad.jsonl"
     quoted = json.dumps(key)  # a JSON escape (\u0000): the file is clean text, the key is not
-    path.write_text('{"kind": "node", "label": "Drug", "key": %s}\n' % quoted
-                    + '{"kind": "edge", "type": "IN_GROUP", "from": {"label": "Drug", "key": %s}, '
-                      '"to": {"label": "PharmGroup", "key": "g"}}\n' % quoted, encoding="utf-8")
+    node = {"kind": "node", "label": "Drug", "key": "KEY"}
+    edge = {"kind": "edge", "type": "IN_GROUP", "from": {"label": "Drug", "key": "KEY"},
+            "to": {"label": "PharmGroup", "key": "g"}}
+    path.write_text("".join(json.dumps(row).replace('"KEY"', quoted) + "\n" for row in (node, edge)),
+                    encoding="utf-8")
     problems = generic_payload(path).problems
     assert [line for line, _ in problems] == [1, 2] and "control characters" in problems[0][1]
 

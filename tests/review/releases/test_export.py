@@ -390,8 +390,6 @@ def test_the_dataset_card_says_how_csv_cells_are_neutralised(released):
     assert NEUTRALISED_NOTE in body.split("## Loading")[1].split("## Columns")[0]
 
 
-@pytest.mark.xfail(strict=True, reason="generation.services.medsyn_csv_rows must undo core.spreadsheet's neutralising "
-                                       "apostrophe (a change in generation, asked of its owner); drop this marker then")
 def test_a_note_starting_with_a_dash_comes_back_identical_through_the_project_importer(tmp_path):
     rows = formula_rows()
     write(tmp_path / "r", rows)

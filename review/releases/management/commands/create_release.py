@@ -1,8 +1,9 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from medsyn_site.core.forms import form_errors_text
 from medsyn_site.core.progress import command_progress_bar
-from review.curation.forms import CurationFilterForm, form_errors_text
+from review.curation.forms import CurationFilterForm
 from review.releases.forms import RELEASE_FILTER_KEYS
 from review.releases.services import do_create_release, release_export_run, release_folder, release_preview
 
