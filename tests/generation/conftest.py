@@ -143,8 +143,10 @@ REAL_NOTE_TEXTS = {
 
 
 @pytest.fixture
-def tiny_graph(settings, db, tmp_path):
-    """A two-category graph (J06, I10) imported through graph's generic JSONL importer, on its own graph key."""
+def tiny_graph(request, settings, db, tmp_path):
+    """A two-category graph (J06, I10) imported through graph's generic JSONL importer, on its own graph key; with
+    the suite's Celery workers, on the graph they read (settings' own key: a job's worker samples its plan there),
+    emptied before and dropped after."""
     import dataclasses
     import uuid
 
@@ -152,7 +154,11 @@ def tiny_graph(settings, db, tmp_path):
     from graph.services import graph_import
     from graph.store import store_for
 
-    config = dataclasses.replace(settings.GRAPH, database=f"medsyn_gen_{uuid.uuid4().hex[:10]}")
+    if "celery_workers" in request.fixturenames:
+        config = settings.GRAPH
+        store_for(config).drop()
+    else:
+        config = dataclasses.replace(settings.GRAPH, database=f"medsyn_gen_{uuid.uuid4().hex[:10]}")
     settings.GRAPH = config
     store = store_for(config)
     path = tmp_path / "tiny_graph.jsonl"

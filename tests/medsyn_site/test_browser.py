@@ -14,7 +14,8 @@ EXPECTED_NAV = {
     "physician": {"assessment:rate_home"},
     "curator": {"graph:search", "assessment:studies", "curation:curation", "releases:releases", "status"},
     "researcher": {"graph:search", "generation:home", "assessment:studies", "releases:releases", "status"},
-    "admin": {"graph:search", "generation:home", "assessment:rate_home", "assessment:studies", "curation:curation",
+    # No "Rate notes" for the admin: it sees origins, so it may not rate (blinding).
+    "admin": {"graph:search", "generation:home", "assessment:studies", "curation:curation",
               "releases:releases", "status", "admin"},
 }
 

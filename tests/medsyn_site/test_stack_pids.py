@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,12 @@ def spawn():
     def start(*cmd: str) -> subprocess.Popen:
         proc = subprocess.Popen(list(cmd or ("sleep", "60")), start_new_session=True)
         procs.append(proc)
+        # Between fork and exec /proc/<pid>/cmdline is still empty (seen on a busy machine): wait for the exec.
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        for _attempt in range(200):
+            if cmdline.read_bytes():
+                break
+            time.sleep(0.01)
         return proc
 
     yield start
