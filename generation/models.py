@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -90,7 +91,11 @@ class PromptTemplate(models.Model):
 
 
 class ModelConfig(models.Model):
-    """How to reach one language model: an OpenAI-compatible endpoint or a local transformers directory."""
+    """How to reach one language model: an OpenAI-compatible endpoint or a local transformers directory, and what the
+    model is: the languages it writes, instruct or base (prompt_format), its licence and what it can honestly do.
+
+    A base model (prompt_format "completion") is given completion templates, an instruct model the method's
+    instructions; the new-job form and the API offer a model only for a language it writes (writes())."""
 
     class Backend(models.TextChoices):
         OPENAI = "openai", _("OpenAI-compatible API")
@@ -111,6 +116,7 @@ class ModelConfig(models.Model):
         AUTO = "auto", _("Chat template when the tokenizer has one, else Alpaca")
         CHAT = "chat", _("Chat messages")
         ALPACA = "alpaca", _("Alpaca wrapper (### Задание / ### Вход / ### Ответ)")
+        COMPLETION = "completion", _("Completion (base model): completion templates; the note ends at a blank line")
 
     name = models.CharField(max_length=100, unique=True)
     backend = models.CharField(max_length=16, choices=Backend.choices)
@@ -124,7 +130,16 @@ class ModelConfig(models.Model):
                                 help_text=_("The snapshot in model_path, recorded with every note (not used to load)."))
     dtype = models.CharField(max_length=16, choices=Dtype.choices, default=Dtype.AUTO)
     device = models.CharField(max_length=8, choices=Device.choices, default=Device.AUTO)
-    prompt_format = models.CharField(max_length=8, choices=PromptFormat.choices, default=PromptFormat.AUTO)
+    prompt_format = models.CharField(max_length=16, choices=PromptFormat.choices, default=PromptFormat.AUTO)
+    languages = models.JSONField(
+        _("languages"), default=list, blank=True,
+        help_text=_("ISO 639-1 codes of the languages the model writes, e.g. [\"ru\", \"en\"]; empty: not stated "
+                    "(offered for every language)."))
+    licence = models.CharField(_("licence"), max_length=100, blank=True, default="",
+                               help_text=_("The licence of the weights or the terms of the service, e.g. Apache-2.0."))
+    licence_url = models.URLField(_("licence URL"), blank=True, default="")
+    description = models.TextField(_("what it can do"), blank=True, default="",
+                                   help_text=_("Shown wherever the model is offered: what it can honestly do."))
     temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
     top_p = models.FloatField(default=0.95, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
     max_new_tokens = models.PositiveIntegerField(default=512, validators=[MinValueValidator(1)])
@@ -146,7 +161,19 @@ class ModelConfig(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def is_base_model(self) -> bool:
+        """A base model continues text (completion templates); any other format is an instruct model's."""
+        return self.prompt_format == self.PromptFormat.COMPLETION
+
+    def writes(self, language: str) -> bool:
+        """Whether the model writes language; a model whose languages are not stated is taken at its word."""
+        return not self.languages or language in self.languages
+
     def clean(self) -> None:
+        if not isinstance(self.languages, list) or not all(
+                isinstance(code, str) and re.fullmatch(r"[a-z]{2,3}", code) for code in self.languages):
+            raise ValidationError({"languages": _("A list of ISO 639-1 language codes, e.g. [\"ru\", \"en\"].")})
         if self.backend == self.Backend.OPENAI and not self.api_model:
             raise ValidationError({"api_model": _("An API model name is required for an OpenAI-compatible backend.")})
         if self.backend == self.Backend.LOCAL and not self.model_path:

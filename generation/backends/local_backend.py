@@ -1,8 +1,14 @@
 """Local transformers models: loaded once per process, batched generation with left padding.
 
-Requests are sorted by prompt length so each batch pads little, and results go back in input order.
+Requests are sorted by prompt length and batched so that each batch pads little (length_batches), and results go
+back in input order.
 Nothing is ever downloaded: every load is local_files_only (HF_HUB_OFFLINE is the truth here), so
 model_path is a directory holding one snapshot and ModelConfig.revision is provenance only.
+
+On a CPU the model computes in float32 whatever its files hold ("auto" dtype): the embedded caches are stored in
+bfloat16, which is slower than float32 on CPUs in batches. A base model (prompt_format "completion") gets the
+completion text of its prompt, no chat template; each sequence of a batch stops at its first blank line (its note
+ends there) and the note is cut there (prompts.completion_cut).
 """
 
 from __future__ import annotations
@@ -16,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from generation.prompts import alpaca_wrap, chat_messages
+from generation.prompts import (
+    alpaca_wrap,
+    chat_messages,
+    completion_cut,
+    completion_ended,
+    completion_lead_in,
+    completion_text,
+)
 
 from .base import GenerationRequest, GenerationResult
 
@@ -127,12 +140,18 @@ class LocalBackend:
         self.loaded = loaded_model(config)
 
     @property
+    def uses_completion(self) -> bool:
+        return self.config.prompt_format == "completion"
+
+    @property
     def uses_chat_template(self) -> bool:
         prompt_format = self.config.prompt_format
         return prompt_format == "chat" or (prompt_format == "auto" and bool(self.loaded.tokenizer.chat_template))
 
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
         tokenizer = self.loaded.tokenizer
+        if self.uses_completion:  # the tokenizer adds what the model expects first (Gemma: <bos>)
+            return tokenizer(completion_text(request.system, request.user))["input_ids"]
         if self.uses_chat_template:
             encoded = tokenizer.apply_chat_template(chat_messages(request.system, request.user),
                                                     add_generation_prompt=True, tokenize=True, return_dict=True)
@@ -141,11 +160,8 @@ class LocalBackend:
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         prompts = [self.prompt_ids(request) for request in requests]
-        order = sorted(range(len(requests)), key=lambda index: len(prompts[index]))
         results: dict[int, GenerationResult] = {}
-        size = self.config.batch_size
-        for start in range(0, len(order), size):
-            batch = order[start:start + size]
+        for batch in length_batches([len(prompt) for prompt in prompts], self.config.batch_size):
             results.update(self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch], batch))
         return [results[index] for index in range(len(requests))]
 
@@ -158,11 +174,14 @@ class LocalBackend:
         try:
             encoded = tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(self.loaded.device)
             sampling = self.config.temperature > 0
+            prompt_length = encoded["input_ids"].shape[1]
+            stopping = blank_line_stopping(tokenizer, prompt_length) if self.uses_completion else None
             with torch.inference_mode():
                 output = model.generate(
                     **encoded, max_new_tokens=self.config.max_new_tokens, do_sample=sampling,
                     temperature=self.config.temperature if sampling else None,
                     top_p=self.config.top_p if sampling else None, pad_token_id=tokenizer.pad_token_id,
+                    stopping_criteria=stopping,
                 )
         except Exception as error:  # one bad batch (out of memory, for example) must not lose the others
             logger.exception("local batch failed", extra={"keys": [r.key for r in requests]})
@@ -171,11 +190,12 @@ class LocalBackend:
             return {index: GenerationResult(key=request.key, error=failure, latency_s=latency)
                     for index, request in zip(indexes, requests, strict=True)}
         latency = round(time.perf_counter() - started, 4)
-        new_tokens = output[:, encoded["input_ids"].shape[1]:].tolist()
+        new_tokens = output[:, prompt_length:].tolist()
         results = {}
         for index, request, prompt, tokens in zip(indexes, requests, prompts, new_tokens, strict=True):
             completion = self._until_end(tokens)
-            text = tokenizer.decode(completion, skip_special_tokens=True).strip()
+            text = tokenizer.decode(completion, skip_special_tokens=True)
+            text = completion_cut(text, completion_lead_in(request.user)) if self.uses_completion else text.strip()
             results[index] = GenerationResult(
                 key=request.key, text=text, prompt_tokens=len(prompt), completion_tokens=len(completion),
                 latency_s=latency, error=None if text else "empty completion",
@@ -195,3 +215,38 @@ class LocalBackend:
         eos = self.loaded.model.generation_config.eos_token_id
         ids = eos if isinstance(eos, list) else [eos]
         return {token for token in [*ids, self.loaded.tokenizer.eos_token_id] if token is not None}
+
+
+# A batch is padded to its longest prompt: a new batch starts rather than pad beyond this share of the real tokens.
+MAX_PADDING_SHARE = 0.5
+
+
+def length_batches(lengths: list[int], size: int) -> list[list[int]]:
+    """Indexes of prompts in batches of at most size, shortest prompts first, so that padding stays under
+    MAX_PADDING_SHARE of each batch's tokens: one long prompt (an example note of 800 tokens beside prompts of 150)
+    would otherwise make every row of its batch compute 800 positions, which costs more than the batch saves."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        padded = (len(current) + 1) * lengths[index]
+        if current and (len(current) == size or padded > (1 + MAX_PADDING_SHARE) * (real + lengths[index])):
+            batches.append(current)
+            current, real = [], 0
+        current.append(index)
+        real += lengths[index]
+    return [*batches, current] if current else batches
+
+
+def blank_line_stopping(tokenizer: Any, prompt_length: int) -> Any:
+    """A stopping criterion that ends each sequence of a batch at its first blank line after some text, so a batch
+    runs only as long as its longest note. Decoding the new tokens every step costs little beside the model."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class BlankLineStop(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+            texts = tokenizer.batch_decode(input_ids[:, prompt_length:], skip_special_tokens=True)
+            return torch.tensor([completion_ended(text) for text in texts], dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([BlankLineStop()])

@@ -113,8 +113,12 @@ OPENAI_BASE_URL = http_url("OPENAI_BASE_URL", env_str("OPENAI_BASE_URL", "https:
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 
 MODEL_CACHE_DIR = env_dir("MEDSYN_MODEL_DIR", VAR_DIR / "models")
+# The embedded models `make up` converts into MODEL_CACHE_DIR (medsyn_site.modelcache), each also the name of its
+# ModelConfig: SmolLM2-135M-Instruct for English templates, Gemma 3 270M (base) the default for Russian ones.
 DEFAULT_MODEL_NAME = env_str("MEDSYN_DEFAULT_MODEL", "smollm2-135m-instruct")
 DEFAULT_MODEL_DIR = MODEL_CACHE_DIR / DEFAULT_MODEL_NAME
+DEFAULT_MODEL_RU_NAME = env_str("MEDSYN_DEFAULT_MODEL_RU", "gemma3-270m")
+DEFAULT_MODEL_RU_DIR = MODEL_CACHE_DIR / DEFAULT_MODEL_RU_NAME
 # Optional local encoder for BERTScore checks (e.g. a multilingual BERT directory); lexical checks otherwise.
 SCORING_MODEL_DIR = env_dir("MEDSYN_SCORING_MODEL_DIR", Path()) if env_str("MEDSYN_SCORING_MODEL_DIR", "") else None
 
@@ -150,6 +154,9 @@ STORAGES = {
 MEDIA_ROOT = VAR_DIR / "media"
 # Exported dataset releases, one folder per release (review.releases).
 RELEASES_DIR = VAR_DIR / "releases"
+# Instruction sets (Alpaca JSONL and `datasets` folders) and fine-tuning runs (checkpoints, adapters).
+INSTRUCTION_SETS_DIR = VAR_DIR / "instruction_sets"
+FINETUNE_DIR = VAR_DIR / "finetune"
 # Real-note corpora that are open data, with their licence: an example note from any other source is written as
 # "private_data" in a release (and in the prompt column), as in the MedSyn release.
 OPEN_DATA_SOURCES = {"RuMedTop3": "Apache-2.0"}

@@ -18,7 +18,7 @@ def test_generate_from_a_code_page(celery_workers, tiny_graph, real_notes, tiny_
     page.click("[data-testid=generate-notes]")
     expect(page.locator("input[name=categories]")).to_have_value("J06")
     page.fill("input[name=budget]", "3")
-    page.select_option("select[name=model_config]", label="tiny-local")
+    page.select_option("select[name=model_config]", value=str(tiny_model_config.pk))  # labels carry languages, licence
     page.click("[data-testid=preview]")
     table = page.locator("[data-testid=plan-table]")
     expect(table).to_contain_text("J06")

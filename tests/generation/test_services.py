@@ -224,9 +224,13 @@ def test_defaults_command_is_idempotent_and_the_default_model_loads_from_the_cac
     call_command("generation_defaults", stdout=out)
     call_command("generation_defaults", stdout=out)
 
-    config = ModelConfig.objects.get()
-    assert (config.name, config.backend, config.prompt_format) == (settings.DEFAULT_MODEL_NAME, "local", "chat")
+    assert ModelConfig.objects.count() == 2  # SmolLM2 for English, Gemma 3 270M for Russian
+    config = ModelConfig.objects.get(name=settings.DEFAULT_MODEL_NAME)
+    assert (config.backend, config.prompt_format) == ("local", "chat")
     assert LoadKey.from_config(config).model_path == str(settings.DEFAULT_MODEL_DIR)
+    russian = ModelConfig.objects.get(name=settings.DEFAULT_MODEL_RU_NAME)
+    assert (russian.backend, russian.prompt_format, russian.writes("ru")) == ("local", "completion", True)
+    assert LoadKey.from_config(russian).model_path == str(settings.DEFAULT_MODEL_RU_DIR)
     assert "0 prompt template(s) created" in out.getvalue()
 
 
