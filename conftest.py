@@ -46,9 +46,19 @@ def roles(django_db_setup, django_db_blocker):
 @pytest.fixture
 def make_user(db):
     """A user with a role (tests.medsyn_site.factories.UserFactory), named after the role unless named."""
-    from django.contrib.auth.models import User
+    # A transactional test before this one flushed every table, permissions and content types included (Django
+    # makes them at migrate, not at flush): make them again, as migrate's post_migrate would.
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.auth.models import Permission, User
+    from django.contrib.contenttypes.management import create_contenttypes
 
     from tests.medsyn_site.factories import PASSWORD, UserFactory
+
+    if not Permission.objects.filter(content_type__app_label="medsyn_site").exists():
+        for config in apps.get_app_configs():
+            create_contenttypes(config, verbosity=0)
+            create_permissions(config, verbosity=0)
 
     def make(role: str | None = None, username: str | None = None, password: str = PASSWORD) -> User:
         return UserFactory(username=username or f"{role or 'nobody'}_{User.objects.count()}", password=password,

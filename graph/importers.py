@@ -20,9 +20,10 @@ from django.utils.translation import gettext as _
 from medsyn_site.core.errors import InputError
 from medsyn_site.core.icd10 import icd_category, icd_label_for_key
 from medsyn_site.core.rumedbench import jsonl_objects, rumedtop3_read
-from medsyn_site.core.text import content_lemmas, words
+from medsyn_site.core.text import words
 from medsyn_site.core.textfile import CONTROL_IN_TEXT, csv_records, text_read
 
+from .lexicon import SymptomLexicon
 from .payload import EdgeKey, GraphPayload
 from .schema import ICD_LABELS, KEY_MAX_LENGTH, NODE_LABELS, REL_TYPES, graph_value_problem, symptom_key
 
@@ -85,15 +86,6 @@ def _ru_name_problem(code: str, name_ru: str) -> str | None:
 
 # --- RuMedBench symptoms --------------------------------------------------------------------------
 
-LEXICON_PREFIX = 3  # a note word is lemmatised only if it starts like a lexicon lemma (content_lemmas prefixes)
-
-
-def _sentences(text: str) -> list[str]:
-    from razdel import sentenize
-
-    return [s.text for s in sentenize(text)]
-
-
 def rumedbench_payload(data_dir: Path = RUMEDBENCH_DIR) -> GraphPayload:
     """Symptom edges from real visits (RuMedTop3 train+dev, 3-character categories).
 
@@ -124,9 +116,9 @@ def rumedbench_payload(data_dir: Path = RUMEDBENCH_DIR) -> GraphPayload:
         payload.node_add("Category", code, {"n_notes": n_notes[code], "n_examples": n_examples[code]})
 
     names = {symptom_key(name): name for name in annotated.values()}
-    lexicon = {key: frozenset(content_lemmas(name)) for key, name in names.items()}
+    lexicon = SymptomLexicon(names)
     for key, name in names.items():
-        payload.node_add("Symptom", key, {"name": name, "lemmas": " ".join(sorted(lexicon[key]))})
+        payload.node_add("Symptom", key, {"name": name, "lemmas": " ".join(sorted(lexicon.lemmas[key]))})
 
     annotated_counts: Counter[tuple[str, str]] = Counter()
     mentioned: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -134,20 +126,9 @@ def rumedbench_payload(data_dir: Path = RUMEDBENCH_DIR) -> GraphPayload:
         if idx in code_of:
             annotated_counts[(code_of[idx], symptom_key(name))] += 1
             mentioned[(code_of[idx], symptom_key(name))].add(idx)
-    # Each symptom is looked up only in sentences holding its anchor lemma (its first, sorted).
-    prefixes = frozenset(lemma[:LEXICON_PREFIX] for needed in lexicon.values() for lemma in needed)
-    by_anchor: dict[str, list[tuple[str, frozenset[str]]]] = defaultdict(list)
-    for key, needed in lexicon.items():
-        if needed:
-            by_anchor[min(needed)].append((key, needed))
     for note in notes:
-        code = code_of[note.idx]
-        for sentence in _sentences(note.text):
-            present = set(content_lemmas(sentence, prefixes=prefixes, prefix_len=LEXICON_PREFIX))
-            for anchor in present & by_anchor.keys():
-                for key, needed in by_anchor[anchor]:
-                    if needed <= present:
-                        mentioned[(code, key)].add(note.idx)
+        for key in lexicon.mentioned(note.text):
+            mentioned[(code_of[note.idx], key)].add(note.idx)
     for (code, key), count in annotated_counts.items():
         payload.edge_add(EdgeKey("HAS_SYMPTOM", "Category", code, "Symptom", key, SOURCE_ANNOTATED), {"count": count})
     for (code, key), visits in mentioned.items():

@@ -13,6 +13,7 @@ from medsyn_site.roles import sees_origins, user_roles
 NAVIGATION = (
     ("graph:search", _("Knowledge graph"), "medsyn_site.browse_graph"),
     ("generation:home", _("Generation"), "medsyn_site.run_generation"),
+    ("training:finetune_jobs", _("Fine-tuning"), "medsyn_site.run_generation"),
     ("assessment:rate_home", _("Rate notes"), "medsyn_site.rate_notes"),
     ("assessment:studies", _("Studies"), "medsyn_site.manage_studies"),
     ("curation:curation", _("Curation"), "medsyn_site.curate_notes"),

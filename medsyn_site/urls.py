@@ -37,6 +37,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/graph/", include("graph.api_urls")),
     path("api/generation/", include("generation.api_urls")),
+    path("api/training/", include("generation.training.api_urls")),
     path("api/review/curation/", include("review.curation.api_urls")),
     path("api/review/releases/", include("review.releases.api_urls")),
     path("api/review/", include("review.assessment.api_urls")),
@@ -46,4 +47,5 @@ urlpatterns = [
     path("review/releases/", include("review.releases.urls")),
     path("review/", include("review.assessment.urls")),
     path("generation/", include("generation.urls")),
+    path("training/", include("generation.training.urls")),
 ]

@@ -45,6 +45,10 @@ class AuditEvent(models.TextChoices):
     ACCEPT_SYMPTOM_PROPOSAL = "accept_symptom_proposal", _("Symptom proposal accepted")
     REJECT_SYMPTOM_PROPOSAL = "reject_symptom_proposal", _("Symptom proposal rejected")
     IMPORT_NOTES = "import_notes", _("Notes imported")
+    # fine-tuning
+    BUILD_INSTRUCTION_SET = "build_instruction_set", _("Instruction set build started")
+    START_FINETUNE = "start_finetune", _("Fine-tuning started")
+    CANCEL_FINETUNE = "cancel_finetune", _("Fine-tuning cancelled")
     # graph
     IMPORT_GRAPH = "import_graph", _("Graph imported")
 

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "medsyn_site.core",
     "graph",
     "generation",
+    "generation.training",
     "review",
     "review.assessment",
     "review.curation",

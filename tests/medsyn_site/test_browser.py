@@ -13,9 +13,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 EXPECTED_NAV = {
     "physician": {"assessment:rate_home"},
     "curator": {"graph:search", "assessment:studies", "curation:curation", "releases:releases", "status"},
-    "researcher": {"graph:search", "generation:home", "assessment:studies", "releases:releases", "status"},
+    "researcher": {"graph:search", "generation:home", "training:finetune_jobs", "assessment:studies",
+                   "releases:releases", "status"},
     # No "Rate notes" for the admin: it sees origins, so it may not rate (blinding).
-    "admin": {"graph:search", "generation:home", "assessment:studies", "curation:curation",
+    "admin": {"graph:search", "generation:home", "training:finetune_jobs", "assessment:studies", "curation:curation",
               "releases:releases", "status", "admin"},
 }
 
