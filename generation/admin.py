@@ -43,12 +43,12 @@ class PromptTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(ModelConfig)
 class ModelConfigAdmin(admin.ModelAdmin):
-    list_display = ["name", "backend", "api_model", "model_path", "adapter_path", "batch_size", "concurrency",
-                    "updated_at"]
+    list_display = ["name", "backend", "prompt_format", "licence", "api_model", "model_path", "adapter_path",
+                    "batch_size", "concurrency", "updated_at"]
     list_filter = ["backend"]
     search_fields = ["name", "api_model", "model_path"]
     fieldsets = [
-        (None, {"fields": ["name", "backend", "prompt_format"]}),
+        (None, {"fields": ["name", "backend", "prompt_format", "languages", "licence", "licence_url", "description"]}),
         # A job sends batch_size requests at a time and waits for all of them (the cost cap is checked between
         # batches), so at most min(concurrency, batch_size) requests are ever in flight.
         ("API", {"fields": ["base_url", "api_model", "concurrency", "timeout_seconds", "max_retries",

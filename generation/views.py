@@ -51,7 +51,8 @@ def new(request: HttpRequest) -> HttpResponse:
         try:
             if request.POST.get("action") == "launch":
                 job = do_create_job(request=plan_request, model_config=form.cleaned_data["model_config"],
-                                    actor=request.user, budget_cap=form.cleaned_data["budget_cap"])
+                                    prompt_template=form.prompt_template(), actor=request.user,
+                                    budget_cap=form.cleaned_data["budget_cap"])
                 messages.success(request, _("Job %(id)s launched.") % {"id": job.pk})
                 return redirect("generation:job", pk=job.pk)
             context["plan"] = job_plan_preview(plan_request)

@@ -131,6 +131,16 @@ def test_a_job_of_a_base_model_carries_completion_prompts(embedded, tiny_graph, 
         assert "\nЖалобы пациента: Пациент" in user and user.endswith("\nЖалобы пациента:")
 
 
+def test_a_job_launched_from_the_page_with_the_base_model_uses_its_completion_template(embedded, tiny_graph, real_notes,
+                                                                                      client, make_user):
+    client.force_login(make_user("researcher"))
+    launched = client.post(reverse("generation:new"), {**_form_data(embedded["ru"]), "categories": "J06",
+                                                        "budget": "2", "action": "launch"})
+    job = GenerationJob.objects.get()
+    assert launched.status_code == 302 and job.model_config == embedded["ru"]
+    assert job.prompt_template.name == "default-symptoms_example-ru-completion"
+
+
 def test_the_api_defaults_to_the_language_s_model_and_refuses_a_mismatch(embedded, tiny_graph, real_notes, client,
                                                                         make_user):
     client.force_login(make_user("researcher"))
