@@ -69,8 +69,8 @@ def main() -> None:
         instruction_set_build_run,
         instruction_set_compute,
     )
-    from generation.training.lexicon import symptom_lexicon
     from generation.training.models import InstructionSet
+    from graph.lexicon import symptom_lexicon
     from graph.sampling import sampling_data_load
     from graph.services import graph_seed
     from graph.store import get_graph_store

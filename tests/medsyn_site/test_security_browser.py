@@ -152,7 +152,10 @@ def test_researcher_pages_under_the_policy(site, live_login, live_server, browse
     _open(page, live_server, reverse("generation:new"))
     page.fill("input[name=categories]", "J06")
     page.fill("input[name=budget]", "3")
-    page.select_option("select[name=model_config]", label="remote-test")
+    from generation.models import ModelConfig
+
+    remote = ModelConfig.objects.get(name="remote-test")  # offered by value: labels carry languages and licence
+    page.select_option("select[name=model_config]", value=str(remote.pk))
     page.click("[data-testid=preview]")  # htmx POST, CSRF token from hx-headers
     expect(page.locator("[data-testid=plan-table]")).to_contain_text("J06")
 
