@@ -73,10 +73,12 @@ def site(settings, make_user, tmp_path):
     """What the main pages show: a small graph, real and synthetic notes (some in the curation queue), an open
     study with ratings, and the users of every role."""
     from generation.models import ModelConfig
+    from generation.services import prompt_templates_ensure
     from graph.importers import generic_payload
     from graph.services import graph_import
     from graph.store import store_for
 
+    prompt_templates_ensure()  # a transactional test earlier in the suite may have flushed the seeded templates
     settings.GRAPH = dataclasses.replace(settings.GRAPH, database=f"medsyn_csp_{uuid.uuid4().hex[:10]}")
     store = store_for(settings.GRAPH)
     rows = tmp_path / "graph.jsonl"
