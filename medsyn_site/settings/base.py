@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "review.assessment",
     "review.curation",
     "review.releases",
+    "review.utility",
 ]
 
 MIDDLEWARE = [
