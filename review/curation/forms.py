@@ -14,6 +14,7 @@ from generation.models import PromptTemplate
 from medsyn_site.core.forms import AsciiFloatField, AsciiIntegerField
 
 from .models import ReviewState
+from .selectors import TO_REVIEW
 
 # What a posted page form carries besides its own fields.
 FORM_EXTRA_KEYS = frozenset({"csrfmiddlewaretoken"})
@@ -33,7 +34,8 @@ class CurationFilterForm(forms.Form):
              ("detectability", _("Detectability, lowest first"))]
 
     state = forms.ChoiceField(label=_("State"), required=False,
-                              choices=[("", _("Any"))] + list(ReviewState.choices))
+                              choices=[("", _("Any")), (TO_REVIEW, _("To review (generated or pending review)"))]
+                              + list(ReviewState.choices))
     code = forms.CharField(label=_("ICD-10 code (prefix)"), required=False, max_length=16)
     model = forms.CharField(label=_("Model"), required=False, max_length=100)
     variant = forms.ChoiceField(label=_("Prompt variant"), required=False,

@@ -16,6 +16,11 @@ from medsyn_site.roles import origin_seers
 
 from .models import NoteCuration, ReviewState, ScanJob
 
+# The queue's default: what waits for a curator (notes a model wrote, not yet submitted, and notes submitted for
+# review). A filter value beside the review states, never stored.
+TO_REVIEW = "to_review"
+TO_REVIEW_STATES = (ReviewState.GENERATED, ReviewState.PENDING_REVIEW)
+
 APPROVED = Q(curation__state=ReviewState.APPROVED)
 MEMORISED = Q(curation__memorised=True)
 DUPLICATE = Q(curation__near_duplicate_of__isnull=False)
@@ -122,7 +127,9 @@ def curation_notes(*, filters: dict, sort: str = "id") -> QuerySet[Note]:
                         Cast(KT("metadata__symptoms_recall"), FloatField())),
         detectability=_detectability(),
     )
-    if filters.get("state"):
+    if filters.get("state") == TO_REVIEW:
+        notes = notes.filter(review_state__in=TO_REVIEW_STATES)
+    elif filters.get("state"):
         notes = notes.filter(review_state=filters["state"])
     for key, lookup in (("recall_min", "recall__gte"), ("recall_max", "recall__lte"),
                         ("detectability_min", "detectability__gte"), ("detectability_max", "detectability__lte")):

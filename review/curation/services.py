@@ -22,6 +22,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from generation.models import Note
 from generation.services import note_text_revise
@@ -46,13 +48,15 @@ class Transition:
 
 
 TRANSITIONS: dict[str, Transition] = {t.action: t for t in (
-    Transition("submit", "Submit for review", frozenset({S.GENERATED}), S.PENDING_REVIEW, False,
+    Transition("submit", gettext_lazy("Submit for review"), frozenset({S.GENERATED}), S.PENDING_REVIEW, False,
                AuditEvent.SUBMIT_NOTE),
-    Transition("approve", "Approve", frozenset({S.PENDING_REVIEW}), S.APPROVED, False, AuditEvent.APPROVE_NOTE),
-    Transition("reject", "Reject", frozenset({S.PENDING_REVIEW}), S.REJECTED, True, AuditEvent.REJECT_NOTE),
-    Transition("request_edit", "Needs edit", frozenset({S.PENDING_REVIEW}), S.NEEDS_EDIT, True,
+    Transition("approve", gettext_lazy("Approve"), frozenset({S.PENDING_REVIEW}), S.APPROVED, False,
+               AuditEvent.APPROVE_NOTE),
+    Transition("reject", gettext_lazy("Reject"), frozenset({S.PENDING_REVIEW}), S.REJECTED, True,
+               AuditEvent.REJECT_NOTE),
+    Transition("request_edit", gettext_lazy("Needs edit"), frozenset({S.PENDING_REVIEW}), S.NEEDS_EDIT, True,
                AuditEvent.REQUEST_EDIT_NOTE),
-    Transition("reopen", "Reopen", frozenset({S.APPROVED, S.REJECTED}), S.PENDING_REVIEW, True,
+    Transition("reopen", gettext_lazy("Reopen"), frozenset({S.APPROVED, S.REJECTED}), S.PENDING_REVIEW, True,
                AuditEvent.REOPEN_NOTE),
 )}
 EDITABLE_STATES = frozenset({S.PENDING_REVIEW, S.NEEDS_EDIT})
@@ -71,16 +75,21 @@ def transition_check(note: Note, action: str, reason: str = "") -> Transition:
     """The transition, or TransitionError saying in words why it is not allowed."""
     transition = TRANSITIONS.get(action)
     if transition is None:
-        raise TransitionError(f"Unknown curation action {action!r}; expected one of {', '.join(TRANSITIONS)}.")
+        raise TransitionError(_("Unknown curation action %(action)r; expected one of %(actions)s.")
+                              % {"action": action, "actions": ", ".join(TRANSITIONS)})
     if note.origin != Note.Origin.SYNTHETIC:
-        raise TransitionError(f"Note {note.pk} is a real note; only synthetic notes are curated.")
+        raise TransitionError(_("Note %(id)s is a real note; only synthetic notes are curated.") % {"id": note.pk})
     state = note_curation(note).state
     if state not in transition.sources:
-        allowed = " or ".join(_state_label(s).lower() for s in sorted(transition.sources))
-        raise TransitionError(f"Cannot {transition.label.lower()} note {note.pk}: it is "
-                              f"{_state_label(state).lower()}, and only a note that is {allowed} can be.")
+        allowed = _(" or ").join(_state_label(s).lower() for s in sorted(transition.sources))
+        message = _("“%(action)s” does not apply to note %(id)s: it is %(state)s, and only a note that is "
+                    "%(allowed)s can take it.") % {"action": transition.label, "id": note.pk,
+                                                   "state": _state_label(state).lower(), "allowed": allowed}
+        if state == S.GENERATED:
+            message += " " + _("A generated note is submitted for review first (key S).")
+        raise TransitionError(message)
     if transition.reason_required and not reason.strip():
-        raise TransitionError(f"{transition.label}: a reason is required.")
+        raise TransitionError(_("%(action)s: a reason is required.") % {"action": transition.label})
     return transition
 
 
@@ -128,10 +137,11 @@ def do_edit_note(*, actor: AbstractBaseUser, note: Note, text: str, reason: str 
     """
     note, curation = _locked(note)
     if note.origin != Note.Origin.SYNTHETIC:
-        raise TransitionError(f"Note {note.pk} is a real note; only synthetic notes are edited.")
+        raise TransitionError(_("Note %(id)s is a real note; only synthetic notes are edited.") % {"id": note.pk})
     if curation.state not in EDITABLE_STATES:
-        raise TransitionError(f"Cannot edit note {note.pk}: it is {_state_label(curation.state).lower()}; "
-                              "only a note pending review or needing an edit can be edited (reopen it first).")
+        raise TransitionError(_("Cannot edit note %(id)s: it is %(state)s; only a note pending review or needing an "
+                                "edit can be edited (reopen it first).")
+                              % {"id": note.pk, "state": _state_label(curation.state).lower()})
     note = note_text_revise(note=note, text=text, actor=actor, reason=reason)
     from_state = curation.state
     curation.state = S.PENDING_REVIEW
@@ -148,11 +158,11 @@ def do_override_note_flag(*, actor: AbstractBaseUser, note: Note, reason: str) -
     """Let a flagged note (near duplicate or memorised) into releases: a deliberate, explained decision."""
     note, curation = _locked(note)
     if not curation.flagged:
-        raise TransitionError(f"Note {note.pk} is not flagged; there is nothing to override.")
+        raise TransitionError(_("Note %(id)s is not flagged; there is nothing to override.") % {"id": note.pk})
     if curation.flag_override:
-        raise TransitionError(f"Note {note.pk} is already released from its flag.")
+        raise TransitionError(_("Note %(id)s is already released from its flag.") % {"id": note.pk})
     if not reason.strip():
-        raise TransitionError("Overriding a flag needs a reason.")
+        raise TransitionError(_("Overriding a flag needs a reason."))
     curation.flag_override = True
     curation.save(update_fields=["flag_override"])
     audit_write(actor=actor, action=AuditEvent.OVERRIDE_NOTE_FLAG, obj=note, reason=reason.strip(), extra={
@@ -176,7 +186,7 @@ class BulkPreview:
 def bulk_preview(*, notes: QuerySet[Note], action: str) -> BulkPreview:
     transition = TRANSITIONS.get(action)
     if transition is None or action not in BULK_ACTIONS:
-        raise TransitionError(f"Bulk action must be one of {', '.join(BULK_ACTIONS)}.")
+        raise TransitionError(_("Bulk action must be one of %(actions)s.") % {"actions": ", ".join(BULK_ACTIONS)})
     eligible = notes_in_states(notes.filter(origin=Note.Origin.SYNTHETIC), transition.sources)
     return BulkPreview(matching=notes.count(), eligible=eligible.count(), action=action)
 
@@ -192,15 +202,15 @@ def do_bulk_transition_notes(*, actor: AbstractBaseUser, notes: QuerySet[Note], 
     preview = bulk_preview(notes=notes, action=action)
     transition = TRANSITIONS[action]
     if transition.reason_required and not reason.strip():
-        raise TransitionError(f"{transition.label}: a reason is required.")
+        raise TransitionError(_("%(action)s: a reason is required.") % {"action": transition.label})
     ids = list(notes_in_states(notes.filter(origin=Note.Origin.SYNTHETIC), transition.sources)
                .values_list("id", flat=True))  # the queue's queryset aggregates; rows are locked by id
     locked = list(Note.objects.filter(pk__in=ids).select_for_update().only("id", "version").order_by("id"))
     states = dict(NoteCuration.objects.filter(note__in=locked).values_list("note_id", "state"))  # read once locked
     eligible = [note for note in locked if states.get(note.pk, S.GENERATED) in transition.sources]
     if len(eligible) != expected or preview.eligible != expected:
-        raise TransitionError(f"The filter now selects {len(eligible)} notes for this action, not the {expected} "
-                              "of the preview; preview again.")
+        raise TransitionError(_("The filter now selects %(now)d notes for this action, not the %(expected)d of the "
+                              "preview; preview again.") % {"now": len(eligible), "expected": expected})
     reason = reason.strip()
     NoteCuration.objects.bulk_create(
         [NoteCuration(note=note, state=transition.target, reason=reason) for note in eligible],

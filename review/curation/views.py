@@ -29,17 +29,19 @@ from .forms import (
 )
 from .models import ScanJob
 from .scans import do_start_scan
-from .selectors import curation_notes, note_curation, release_blockers, scans_latest
+from .selectors import TO_REVIEW, curation_notes, note_curation, release_blockers, scans_latest
 from .services import (
     BULK_ACTIONS,
     EDITABLE_STATES,
     TRANSITIONS,
+    TransitionError,
     bulk_preview,
     do_bulk_transition_notes,
     do_edit_note,
     do_override_note_flag,
     do_transition_note,
     text_diff_html,
+    transition_check,
 )
 
 PAGE_SIZE = 50
@@ -57,11 +59,23 @@ def _page_number(raw: str | None) -> str | None:
     return raw if raw and ascii_digits(raw) else None
 
 
+def _refusals(note: Note, state: str) -> dict[str, str]:
+    """Why each action the note's state does not allow is refused, in words: shown when its key is pressed."""
+    refusals = {}
+    for transition in TRANSITIONS.values():
+        if state not in transition.sources:
+            try:
+                transition_check(note, transition.action, reason="-")
+            except TransitionError as error:
+                refusals[transition.action] = str(error)
+    return refusals
+
+
 @_curate
 def curation(request: HttpRequest) -> HttpResponse:
     data = request.GET.copy()
     if "state" not in data:
-        data["state"] = "pending_review"
+        data["state"] = TO_REVIEW
     form = filter_form_bound(data)
     notes = curation_notes(filters=filter_form_filters(form), sort=form.cleaned_data.get("sort") or "id")
     page = Paginator(notes, PAGE_SIZE).get_page(_page_number(request.GET.get("page")))
@@ -88,6 +102,7 @@ def _note_context(note: Note) -> dict:
         "example_text": meta.get("example_text") or meta.get("anamnesis") or "",
         "note": note, "curation": curation, "meta": meta, "checks": meta.get("checks") or {},
         "actions": [t for t in TRANSITIONS.values() if curation.state in t.sources],
+        "refusals": _refusals(note, curation.state),
         "editable": curation.state in EDITABLE_STATES, "diffs": diffs,
         "example_note": Note.objects.filter(pk=example_id).first() if isinstance(example_id, int) else None,
         "real_copy": curation.memorisation_real_note if curation.memorised else None,

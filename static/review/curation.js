@@ -3,7 +3,8 @@
 // first; pressing the key again (or Enter in the box, then the button) sends it.
 (function () {
   "use strict";
-  const keys = { a: "approve", r: "reject", e: "request_edit", s: "submit", o: "reopen" };
+  // By physical key (event.code), so the keys work with any keyboard layout (Russian ЙЦУКЕН included).
+  const keys = { KeyA: "approve", KeyR: "reject", KeyE: "request_edit", KeyS: "submit", KeyO: "reopen" };
   let current = -1;
 
   function rows() { return Array.from(document.querySelectorAll("#queue .queue-row")); }
@@ -19,7 +20,12 @@
 
   function act(action) {
     const button = document.querySelector(`#note-pane [data-action="${action}"]`);
-    if (!button) return;
+    if (!button) {  // the note's state does not allow it: say why (the pane carries the refusal in words)
+      const refusal = document.querySelector(`#note-pane [data-refusal="${action}"]`);
+      const message = document.querySelector("#note-pane [data-testid=key-message]");
+      if (refusal && message) { message.textContent = refusal.textContent; message.hidden = false; }
+      return;
+    }
     const reason = document.querySelector("#note-pane [data-testid=reason]");
     if (button.dataset.reasonRequired === "1" && reason && !reason.value.trim()) {
       reason.focus();
@@ -41,9 +47,9 @@
     if (event.altKey || event.ctrlKey || event.metaKey || target.closest("input, textarea, select, [contenteditable]")) {
       return;
     }
-    if (event.key === "j" || event.key === "ArrowDown") { event.preventDefault(); select(current + 1); }
-    else if (event.key === "k" || event.key === "ArrowUp") { event.preventDefault(); select(current - 1); }
-    else if (keys[event.key]) { event.preventDefault(); act(keys[event.key]); }
+    if (event.code === "KeyJ" || event.key === "ArrowDown") { event.preventDefault(); select(current + 1); }
+    else if (event.code === "KeyK" || event.key === "ArrowUp") { event.preventDefault(); select(current - 1); }
+    else if (keys[event.code]) { event.preventDefault(); act(keys[event.code]); }
   });
 
   // After an action the queue reloads. When the note shown left the queue (approved, rejected...), the next

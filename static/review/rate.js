@@ -13,16 +13,20 @@
   document.addEventListener("keydown", (event) => {
     const target = event.target;
     if (target && (target.tagName === "TEXTAREA" || (target.tagName === "INPUT" && target.type === "text"))) return;
-    const key = event.key.toLowerCase();
-    if (key === "r" || key === "s") {
-      form.querySelector(`input[name=origin][value=${key === "r" ? "real" : "synthetic"}]`).checked = true;
+    if (event.altKey || event.ctrlKey || event.metaKey) return;  // Ctrl+R still reloads
+    // By physical key (event.code): R and S work with the Russian layout too (where they type К and Ы).
+    const code = event.code;
+    const digit = /^(Digit|Numpad)([1-5])$/.exec(code);
+    if (code === "KeyR" || code === "KeyS") {
+      form.querySelector(`input[name=origin][value=${code === "KeyR" ? "real" : "synthetic"}]`).checked = true;
       event.preventDefault();
-    } else if (/^[1-5]$/.test(key) && scales[active]) {
+    } else if (digit && scales[active]) {
+      const key = digit[2];
       scales[active].querySelector(`input[value="${key}"]`).checked = true;
       if (active < scales.length - 1) active += 1;
       highlight();
       event.preventDefault();
-    } else if (key === "enter") {
+    } else if (code === "Enter" || code === "NumpadEnter") {
       event.preventDefault();
       form.requestSubmit();
     }

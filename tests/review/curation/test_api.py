@@ -30,7 +30,8 @@ def test_a_note_never_curated_reads_as_generated_and_unchecked(api, curation_poo
 def test_errors_are_409_for_a_state_and_400_for_input(api, curation_pool):
     note = curation_pool["synthetic"][0]
     refused = api.post(f"/api/review/curation/notes/{note.pk}/actions/", {"action": "approve"}, format="json")
-    assert refused.status_code == 409 and "Cannot approve note" in refused.json()["detail"]
+    assert refused.status_code == 409 and "“Approve” does not apply to note" in refused.json()["detail"]
+    assert "submitted for review first (key S)" in refused.json()["detail"]  # a generated note: says what to do
     not_flagged = api.post(f"/api/review/curation/notes/{note.pk}/actions/", {"action": "override", "reason": "ok"},
                            format="json")
     assert not_flagged.status_code == 409

@@ -46,7 +46,7 @@ def test_every_action_from_every_state(curation_pool, make_user, state, action):
         assert moved.curation.state == transition.target == NoteCuration.objects.get(note=note).state
         assert _audit(note) == [(curator.username, f"{action}_note", state, transition.target, "причина")]
     else:
-        with pytest.raises(TransitionError, match=f"Cannot {transition.label.lower()} note {note.pk}: it is"):
+        with pytest.raises(TransitionError, match=f"“{transition.label}” does not apply to note {note.pk}: it is"):
             do_transition_note(actor=curator, note=note, action=action, reason="причина")
         assert NoteCuration.objects.get(note=note).state == state
         assert _audit(note) == []
@@ -59,7 +59,7 @@ def test_full_lifecycle_with_reasons_and_refusals(curation_pool, make_user):
     with pytest.raises(TransitionError, match="a reason is required"):
         do_transition_note(actor=curator, note=note, action="reject", reason="  ")
     do_transition_note(actor=curator, note=note, action="reject", reason="Выдуманный препарат")
-    with pytest.raises(TransitionError, match="it is rejected, and only a note that is pending review can be"):
+    with pytest.raises(TransitionError, match="it is rejected, and only a note that is pending review can take it"):
         do_transition_note(actor=curator, note=note, action="approve")
     do_transition_note(actor=curator, note=note, action="reopen", reason="Пересмотр")
     do_transition_note(actor=curator, note=note, action="approve")

@@ -15,6 +15,7 @@ from review.curation.selectors import note_curation
 from review.curation.services import do_transition_note
 from review.releases.models import Release
 from review.releases.services import do_create_release, release_export_run
+from tests.review.conftest import synthetic_make
 from tests.review.curation.factories import NoteCurationFactory
 
 
@@ -46,7 +47,8 @@ def test_note_pane_shows_inputs_scores_and_refusals(client, make_user, curation_
     pane = client.get(reverse("curation:curation_note", args=[note.pk]), HTTP_HX_REQUEST="true").content.decode()
     assert "кашель; слабость" in pane and curation_pool["real"][0].text[:40] in pane and "symptom_recall" in pane
     response = client.post(reverse("curation:curation_transition", args=[note.pk, "approve"]), HTTP_HX_REQUEST="true")
-    assert "Cannot approve note" in response.content.decode() and response["HX-Trigger"] == "curation-changed"
+    assert "“Approve” does not apply to note" in response.content.decode()
+    assert response["HX-Trigger"] == "curation-changed"
     submitted = client.post(reverse("curation:curation_transition", args=[curation_pool["synthetic"][1].pk, "submit"]),
                             HTTP_HX_REQUEST="true").content.decode()
     assert "Note submitted for review (generated → pending_review)" in submitted  # the history names the event
@@ -140,6 +142,22 @@ def test_curator_approves_rejects_and_bulk_approves_in_the_browser(make_user, cu
     page.keyboard.press("Enter")
     expect(page.locator("[data-testid=note-state]")).to_have_text("Rejected")
     assert NoteCuration.objects.get(note=synthetic[1]).reason == "Неверная дозировка"
+
+    # A generated note (not yet submitted) is in the queue by default; with the Russian layout active, the physical
+    # A key ("ф") on it says why it cannot be approved, and the S key ("ы") submits it.
+    generated = synthetic_make("Жалобы на кашель. Сгенерировано для проверки клавиш.", "J06.9")
+    page.reload()
+    expect(page.locator(f".queue-row[data-note='{generated.pk}']")).to_be_visible()
+    page.locator(f".queue-row[data-note='{generated.pk}'] td").nth(1).click()
+    expect(pane).to_have_attribute("data-note", str(generated.pk))
+    page.locator("h1").click()
+    page.dispatch_event("h1", "keydown", {"code": "KeyA", "key": "ф", "bubbles": True})
+    expect(page.locator("[data-testid=key-message]")).to_contain_text("submitted for review first")
+    assert NoteCuration.objects.filter(note=generated).first() is None
+    page.dispatch_event("h1", "keydown", {"code": "KeyS", "key": "ы", "bubbles": True})
+    expect(page.locator("[data-testid=note-state]")).to_have_text("Pending review")
+    do_transition_note(actor=curator, note=generated, action="reject", reason="проверка клавиш")
+    page.reload()
 
     page.fill("#curation-filter input[name=model]", "smollm2")
     page.locator("#curation-filter input[name=model]").press("Enter")
