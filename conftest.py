@@ -14,6 +14,13 @@ from django.conf import settings
 from medsyn_site.stack import BASE_DIR, celery_worker_command, process_group_stop
 
 
+def pytest_configure(config) -> None:
+    """The Russian catalogue compiled before any page renders (a fresh clone ships only the .po)."""
+    from medsyn_site.catalogue import catalogues_compile
+
+    catalogues_compile()
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     return {

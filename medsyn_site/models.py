@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -23,3 +24,13 @@ class Access(models.Model):
 
     def __str__(self) -> str:
         return "MedSyn Studio permissions"
+
+
+class Preference(models.Model):
+    """What a user chose for themselves: the language of the interface (empty: the browser's)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference")
+    language = models.CharField(_("language"), max_length=8, blank=True, choices=settings.LANGUAGES)
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.language or '-'}"

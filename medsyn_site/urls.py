@@ -7,6 +7,7 @@ from django.views.decorators.http import require_safe
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import accounts, views
+from .language import language_set
 
 ICON_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
             '<rect width="16" height="16" rx="3" fill="#1f5f8b"/></svg>')
@@ -29,6 +30,7 @@ urlpatterns = [
     path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("accounts/profile/", accounts.profile, name="profile"),
+    path("language/", language_set, name="language_set"),
     path("accounts/profile/token/revoke/", accounts.profile_token_revoke, name="profile_token_revoke"),
     path("accounts/profile/token/new/", accounts.profile_token_renew, name="profile_token_renew"),
     path("admin/", admin.site.urls),
