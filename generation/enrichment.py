@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from graph.schema import symptom_key
 from medsyn_site.core.audit import audit_record, audit_write, audit_write_many
@@ -89,6 +90,9 @@ def do_start_symptom_extraction(*, actor: AbstractBaseUser | None, model_config:
     from .jobs import queue_for
     from .tasks import run_symptom_extraction
 
+    if model_config.backend == ModelConfig.Backend.TEMPLATE:
+        raise ValidationError(_("%(model)s fills templates and reads no text: choose a language model to extract "
+                                "symptoms.") % {"model": model_config.name})
     chosen, bad = set(), []
     for raw in filter(str.strip, categories):  # blank entries (a trailing comma) name nothing
         try:

@@ -46,13 +46,15 @@ def counts_parse(raw: str) -> dict[str, int]:
 def model_config_for_language(language: str) -> ModelConfig | None:
     """The model a new job in language gets unless one is chosen: the embedded model for it (Gemma 3 270M for
     Russian, SmolLM2 for English), else the first configuration that states it writes it, else one that states no
-    language; None when no configuration writes it."""
+    language (a model before the template-filling baseline); None when no configuration writes it."""
     configs = list(ModelConfig.objects.order_by("name"))
     by_name = {config.name: config for config in configs}
     for embedded in EMBEDDED_MODELS:
         config = by_name.get(embedded.folder_name())
         if config is not None and language in config.languages:
             return config
+    # A model before the template-filling baseline, which is there to be compared with, not to be the default.
+    configs.sort(key=lambda config: config.backend == ModelConfig.Backend.TEMPLATE)
     stated = [config for config in configs if language in config.languages]
     return next(iter(stated or [config for config in configs if config.writes(language)]), None)
 
@@ -105,13 +107,17 @@ def model_and_template_check(*, model_config: ModelConfig | None, variant: str, 
 
 
 class ModelConfigChoiceField(forms.ModelChoiceField):
-    """Each model offered with the languages it writes, instruct or base, and its licence."""
+    """Each model offered with the languages it writes, instruct, base or no model (template filling), and its
+    licence."""
 
     def label_from_instance(self, config: ModelConfig) -> str:
+        if config.backend == ModelConfig.Backend.TEMPLATE:
+            style = _("template filling, no model")
+        else:
+            style = _("base model") if config.is_base_model else _("instruct model")
         return _("%(name)s (%(languages)s; %(style)s; %(licence)s)") % {
             "name": config.name, "languages": ", ".join(config.languages) or _("languages not stated"),
-            "style": _("base model") if config.is_base_model else _("instruct model"),
-            "licence": config.licence or _("licence not stated")}
+            "style": style, "licence": config.licence or _("licence not stated")}
 
 
 class JobForm(forms.Form):

@@ -34,7 +34,7 @@ from medsyn_site.core.icd10 import icd_category, icd_category_clean, icd_code_cl
 from medsyn_site.core.jobs import job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobStatus
 
-from .backends.base import GenerationBackend, GenerationRequest, GenerationResult, backend_for
+from .backends.base import GenerationBackend, GenerationRequest, GenerationResult, PlanInputs, backend_for
 from .bertscore import BertScorer, bert_scorer_configured
 from .checks import CheckThresholds, note_checks_run
 from .memorisation import MemorisationIndex, memorisation_index_load
@@ -248,7 +248,9 @@ def item_prompt_rng(seed: int, index: int) -> random.Random:
 
 
 def queue_for(config: ModelConfig) -> str:
-    return "gpu" if config.backend == ModelConfig.Backend.LOCAL else "api"
+    """The worker queue of a model's jobs: local models on "gpu", API models on "api", template filling (no model) on
+    "default"."""
+    return {ModelConfig.Backend.LOCAL: "gpu", ModelConfig.Backend.TEMPLATE: "default"}.get(config.backend, "api")
 
 
 def job_enqueue(job: GenerationJob) -> None:
@@ -297,8 +299,8 @@ def do_create_job(
 def _item_for(job: GenerationJob, task: PlanTask, *, seed: int, disease_name: str) -> GenerationItem:
     """A task as a pending item with its prompt, or skipped when the prompt would be too long for the model."""
     item = GenerationItem(job=job, index=task.index, category=task.category, donor_code=task.donor_code or "",
-                          symptoms=list(task.symptoms), example_note_id=task.example_note_id,
-                          example_text=task.example_text)
+                          disease_name=disease_name, symptoms=list(task.symptoms),
+                          example_note_id=task.example_note_id, example_text=task.example_text)
     try:
         built = prompt_build_from_template(
             job.prompt_template, rng=item_prompt_rng(seed, task.index), symptoms=list(task.symptoms),
@@ -408,6 +410,16 @@ def prompt_inputs(template: PromptTemplate) -> list[str]:
     return [name for name, placeholders in PROMPT_INPUT_FIELDS.items() if placeholders & fields]
 
 
+def item_plan_inputs(job: GenerationJob, item: GenerationItem, inputs: list[str]) -> PlanInputs:
+    """The item's inputs its prompt contained (inputs: prompt_inputs of the job's template), for a backend that writes
+    without a prompt (template filling), seeded by the job's seed and the item's index."""
+    with_code = "code" in inputs
+    return PlanInputs(language=job.parameters.get("language", "ru"), seed=f"{job.seed}:{item.index}",
+                      symptoms=tuple(item.symptoms) if "symptoms" in inputs else (),
+                      code=(item.donor_code or item.category) if with_code else "",
+                      disease=item.disease_name if with_code else "")
+
+
 def note_provenance(job: GenerationJob, config: ModelConfig, item: GenerationItem, result: GenerationResult,
                     thresholds: CheckThresholds) -> dict[str, Any]:
     """Everything a note came from. Symptoms and example are recorded only when the prompt contained them
@@ -425,7 +437,8 @@ def note_provenance(job: GenerationJob, config: ModelConfig, item: GenerationIte
                          "endpoint": config.base_url, "api_model": config.api_model,
                          "adapter": config.adapter_path, "revision": config.revision,
                          "temperature": config.temperature, "top_p": config.top_p,
-                         "max_new_tokens": config.max_new_tokens},
+                         "max_new_tokens": config.max_new_tokens, "licence": config.licence,
+                         "licence_url": config.licence_url},
         "prompt_template": {"id": template.pk, "name": template.name, "version": template.version},
         "prompt": {"system": item.prompt_system, "user": item.prompt_user},
         "prompt_inputs": inputs,
@@ -551,6 +564,7 @@ def _batches_run(job: GenerationJob, config: ModelConfig, backend: GenerationBac
     """Pending items in index order, config.batch_size at a time, until none is left, a cancel, or the cap."""
     job_id = job.pk
     thresholds = check_thresholds_for(job)
+    inputs = prompt_inputs(job.prompt_template)
     real_notes = memorisation_index_load()  # memorisation check against every real note, read once
     scorer = bert_scorer_configured()
     while True:
@@ -568,8 +582,8 @@ def _batches_run(job: GenerationJob, config: ModelConfig, backend: GenerationBac
                                                                progress_done=F("progress_done") + left)
             _finish(job_id, JobStatus.DONE, f"budget cap reached: {left} item(s) not run")
             return
-        requests = [GenerationRequest(key=str(item.pk), system=item.prompt_system, user=item.prompt_user)
-                    for item in batch]
+        requests = [GenerationRequest(key=str(item.pk), system=item.prompt_system, user=item.prompt_user,
+                                      inputs=item_plan_inputs(job, item, inputs)) for item in batch]
         results = backend.generate(requests)
         for item, result in zip(batch, results, strict=True):
             item_record(job, config, item.pk, result, thresholds, real_notes, scorer)

@@ -92,7 +92,8 @@ class PromptTemplate(models.Model):
 
 class ModelConfig(models.Model):
     """How to reach one language model: an OpenAI-compatible endpoint or a local transformers directory, and what the
-    model is: the languages it writes, instruct or base (prompt_format), its licence and what it can honestly do.
+    model is: the languages it writes, instruct or base (prompt_format), its licence and what it can honestly do. The
+    template backend is no model: the baseline that fills fixed sentence templates (backends/template_backend.py).
 
     A base model (prompt_format "completion") is given completion templates, an instruct model the method's
     instructions; the new-job form and the API offer a model only for a language it writes (writes())."""
@@ -100,6 +101,7 @@ class ModelConfig(models.Model):
     class Backend(models.TextChoices):
         OPENAI = "openai", _("OpenAI-compatible API")
         LOCAL = "local", _("Local transformers model")
+        TEMPLATE = "template", _("Template filling (no model)")
 
     class Dtype(models.TextChoices):
         AUTO = "auto", _("Automatic (float32 on CPU, bfloat16/float16 on CUDA)")
@@ -251,6 +253,7 @@ class GenerationItem(models.Model):
     index = models.PositiveIntegerField()
     category = models.CharField(max_length=3)
     donor_code = models.CharField(max_length=16, blank=True, default="")
+    disease_name = models.TextField(blank=True, default="")  # the graph's name of the category, as the prompt got it
     symptoms = models.JSONField(default=list)
     example_note = models.ForeignKey(Note, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     example_text = models.TextField(blank=True, default="")

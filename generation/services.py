@@ -1,4 +1,5 @@
-"""Writes for the generation app: note imports (and their jobs), note text revisions and prompt template versions."""
+"""Writes for the generation app: note imports (and their jobs), note text revisions, prompt template versions and
+the model configurations a fresh install offers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
@@ -24,6 +24,7 @@ from medsyn_site.core.rumedbench import rumedtop3_rows
 from medsyn_site.core.spreadsheet import csv_cell_restore
 from medsyn_site.core.text import content_hash
 from medsyn_site.core.textfile import csv_records, text_read
+from medsyn_site.modelcache import EMBEDDED_MODELS
 
 from .bertscore import bert_scorer_configured
 from .checks import note_checks_run
@@ -302,16 +303,34 @@ def note_import_file(*, kind: str, path: Path, split: str = "", source_dataset: 
     return do_import_notes(job=job, progress=progress)
 
 
-def model_config_default_ensure() -> ModelConfig:
-    """The embedded default local model (settings.DEFAULT_MODEL_NAME in MODEL_CACHE_DIR), created once.
+# The template-filling baseline (ModelConfig.Backend.TEMPLATE): no model, offered for both languages, so a release
+# written by a model can be compared with the trivial one (backends/template_backend.py).
+TEMPLATE_BASELINE_NAME = "template-filling"
+TEMPLATE_BASELINE_LICENCE = "n/a (no model)"
+TEMPLATE_BASELINE_DESCRIPTION = (
+    "No model: fills fixed Russian or English sentence templates with the plan item's graph symptoms (shuffled, in "
+    "groups), the patient's sex and age and, for prompt(code), the disease; never reads the example note. A baseline: "
+    "an LLM release should beat it.")
 
-    Admins may edit it afterwards; an existing record is returned unchanged.
-    """
-    config, _created = ModelConfig.objects.get_or_create(name=settings.DEFAULT_MODEL_NAME, defaults={
-        "backend": ModelConfig.Backend.LOCAL, "model_path": settings.DEFAULT_MODEL_NAME,
-        "prompt_format": ModelConfig.PromptFormat.CHAT, "max_new_tokens": 256, "batch_size": 16,
+
+def embedded_model_configs_ensure() -> list[ModelConfig]:
+    """A local configuration for each embedded model `make up` converts (medsyn_site.modelcache), named as its folder
+    in MODEL_CACHE_DIR, with what it writes, its prompt format and licence, then the template-filling baseline. Created
+    once: admins may edit a configuration afterwards, and an existing one is returned unchanged."""
+    configs = []
+    for embedded in EMBEDDED_MODELS:
+        name = embedded.folder_name()
+        config, _created = ModelConfig.objects.get_or_create(name=name, defaults={
+            "backend": ModelConfig.Backend.LOCAL, "model_path": name, "prompt_format": embedded.prompt_format,
+            "languages": list(embedded.languages), "licence": embedded.licence, "licence_url": embedded.licence_url,
+            "description": embedded.description, "max_new_tokens": 256, "batch_size": 16,
+        })
+        configs.append(config)
+    baseline, _created = ModelConfig.objects.get_or_create(name=TEMPLATE_BASELINE_NAME, defaults={
+        "backend": ModelConfig.Backend.TEMPLATE, "languages": [Language.RUSSIAN, Language.ENGLISH],
+        "licence": TEMPLATE_BASELINE_LICENCE, "description": TEMPLATE_BASELINE_DESCRIPTION, "batch_size": 64,
     })
-    return config
+    return [*configs, baseline]
 
 
 def prompt_templates_ensure() -> int:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
@@ -143,12 +144,23 @@ def check_worker_queue(queue: str) -> ComponentStatus:
     return _timed(f"worker:{queue}", _("Worker queue “%(queue)s”") % {"queue": queue}, run)
 
 
+def model_dirs_default() -> list[tuple[str, Path]]:
+    """The embedded default models `make up` prepares, by the language they are the default for, and their folders."""
+    return [(_("English"), settings.DEFAULT_MODEL_DIR), (_("Russian"), settings.DEFAULT_MODEL_RU_DIR)]
+
+
 def check_model_cache() -> ComponentStatus:
+    """Both embedded default models are prepared (config and safetensors in their folders); the detail names each."""
+
     def run() -> str:
-        model_dir = settings.DEFAULT_MODEL_DIR
-        if not (model_dir / "config.json").is_file() or not any(model_dir.glob("*.safetensors")):
-            raise FileNotFoundError(_("default model not prepared in %(dir)s (run make up)") % {"dir": model_dir})
-        return str(model_dir)
+        found, missing = [], []
+        for language, model_dir in model_dirs_default():
+            ready = (model_dir / "config.json").is_file() and any(model_dir.glob("*.safetensors"))
+            (found if ready else missing).append(_("%(language)s: %(dir)s") % {"language": language, "dir": model_dir})
+        if missing:
+            raise FileNotFoundError(_("default model not prepared (run make up): %(missing)s; prepared: %(found)s") % {
+                "missing": "; ".join(missing), "found": "; ".join(found) or _("none")})
+        return "; ".join(found)
 
     return _timed("model_cache", _("Model cache"), run)
 

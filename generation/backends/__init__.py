@@ -1,3 +1,3 @@
-from .base import GenerationBackend, GenerationRequest, GenerationResult, backend_for
+from .base import GenerationBackend, GenerationRequest, GenerationResult, PlanInputs, backend_for
 
-__all__ = ["GenerationBackend", "GenerationRequest", "GenerationResult", "backend_for"]
+__all__ = ["GenerationBackend", "GenerationRequest", "GenerationResult", "PlanInputs", "backend_for"]

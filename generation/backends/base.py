@@ -10,12 +10,26 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class PlanInputs:
+    """What a plan item put into its prompt (only the inputs its template uses), for a backend that writes without a
+    prompt (template filling). seed makes that backend's choices: the same job seed and item give the same note."""
+
+    language: str
+    seed: str
+    symptoms: tuple[str, ...] = ()
+    code: str = ""  # the ICD-10 code and the disease's name: empty unless the prompt named them (prompt(code))
+    disease: str = ""
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt to complete. key identifies the item to the caller (a job item id, for example)."""
+    """One prompt to complete. key identifies the item to the caller (a job item id, for example); inputs, the plan
+    item's own inputs, are there for a generation job's requests (a model backend reads only the prompt)."""
 
     key: str
     system: str
     user: str
+    inputs: PlanInputs | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,8 @@ def token_cost(tokens: int, price_per_1k_tokens: object | None) -> float | None:
 
 
 def backend_for(config: ModelConfig) -> GenerationBackend:
-    """The backend that serves config; a local model is loaded once per process and reused."""
+    """The backend that serves config; a local model is loaded once per process and reused; the template baseline
+    needs no model."""
     if config.backend == "openai":
         from .openai_backend import OpenAIBackend
 
@@ -59,4 +74,8 @@ def backend_for(config: ModelConfig) -> GenerationBackend:
         from .local_backend import LocalBackend
 
         return LocalBackend(config)
+    if config.backend == "template":
+        from .template_backend import TemplateBackend
+
+        return TemplateBackend(config)
     raise ValueError(f"unknown backend {config.backend!r}")

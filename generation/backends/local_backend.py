@@ -140,12 +140,16 @@ class LocalBackend:
         self.loaded = loaded_model(config)
 
     @property
+    def prompt_format(self) -> str:
+        return self.config.prompt_format
+
+    @property
     def uses_completion(self) -> bool:
-        return self.config.prompt_format == "completion"
+        return self.prompt_format == "completion"
 
     @property
     def uses_chat_template(self) -> bool:
-        prompt_format = self.config.prompt_format
+        prompt_format = self.prompt_format
         return prompt_format == "chat" or (prompt_format == "auto" and bool(self.loaded.tokenizer.chat_template))
 
     def prompt_ids(self, request: GenerationRequest) -> list[int]:

@@ -6,6 +6,11 @@ continues where the last checkpoint left it. On resume the metrics past that che
 that follow are run again and recorded once. A finished run registers a new local ModelConfig (the base model's
 files and settings plus the adapter) in the same transaction that marks the job done, so generation jobs can use
 it at once and a second delivery cannot register it twice.
+
+The fine-tuned model is given at generation time the prompts it was trained on (finetune_prompt_format): MedSyn
+fine-tunes on instruction prompts in the Alpaca wrapper, so a base model (Gemma 3 270M, prompt format completion)
+fine-tuned on an instruction set is trained on, and registered with, the Alpaca format, and its jobs get the
+instruction templates; a set built from completion templates keeps the completion format.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from medsyn_site.core.jobs import job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobStatus
 from medsyn_site.core.progress import Progress
 
+from .instruction_sets import PROMPT_STYLE_COMPLETION, instruction_set_prompt_style
 from .lora import (
     ADAPTER,
     DEFAULT_TARGET_MODULES,
@@ -114,6 +120,19 @@ def target_modules_clean(raw: object) -> list[str]:
     return list(dict.fromkeys(raw)) or list(DEFAULT_TARGET_MODULES)
 
 
+def finetune_prompt_format(base_config: ModelConfig, instruction_set: InstructionSet) -> str:
+    """The prompt format a model fine-tuned from base_config on instruction_set is trained and registered with, so
+    that generation renders its prompts as training did and picks templates of the set's style (forms.
+    model_and_template_check gives a completion-format model the completion templates, any other the instructions):
+    completion for a set of completion templates; for a set of instructions, the base's own instruct format, or
+    Alpaca (the MedSyn wrapper) when the base is a base model that has none."""
+    if instruction_set_prompt_style(instruction_set) == PROMPT_STYLE_COMPLETION:
+        return ModelConfig.PromptFormat.COMPLETION
+    if base_config.prompt_format == ModelConfig.PromptFormat.COMPLETION:
+        return ModelConfig.PromptFormat.ALPACA
+    return base_config.prompt_format
+
+
 def base_config_check(base_config: ModelConfig) -> None:
     """A base model must be a local transformers model without an adapter, whose files are here."""
     if base_config.backend != ModelConfig.Backend.LOCAL:
@@ -176,6 +195,7 @@ def do_start_finetune(*, base_config: ModelConfig, instruction_set: InstructionS
     job.save(update_fields=["output_dir"])
     audit_write(actor=actor, action=AuditEvent.START_FINETUNE, obj=job, to_state=job.status,
                 extra={"name": name, "base_config": base_config.name, "instruction_set": str(instruction_set),
+                       "prompt_format": finetune_prompt_format(base_config, instruction_set),
                        "parameters": {key: getattr(job, key) for key in FINETUNE_PARAMETERS}})
     if enqueue:
         job_send_on_commit(job)
@@ -269,9 +289,10 @@ class JobRecorder:
         return cancel or status != JobStatus.RUNNING
 
 
-def result_config_create(job: FineTuneJob, adapter_dir: Path) -> ModelConfig:
-    """The new model: a copy of the base configuration (files, precision, sampling, prompt format and whatever else
-    it records) with the adapter and the job's name (the name with the job id when taken meanwhile)."""
+def result_config_create(job: FineTuneJob, adapter_dir: Path, *, prompt_format: str) -> ModelConfig:
+    """The new model: a copy of the base configuration (files, precision, sampling and whatever else it records)
+    with the adapter, the prompt format it was trained with and the job's name (the name with the job id when taken
+    meanwhile)."""
     base = job.base_config
     config = ModelConfig()
     for model_field in ModelConfig._meta.concrete_fields:
@@ -280,7 +301,7 @@ def result_config_create(job: FineTuneJob, adapter_dir: Path) -> ModelConfig:
     name = job.name
     if ModelConfig.objects.filter(name=name).exists():
         name = f"{job.name[:80]} (fine-tune {job.pk})"
-    config.name, config.adapter_path = name, str(adapter_dir)
+    config.name, config.adapter_path, config.prompt_format = name, str(adapter_dir), prompt_format
     config.save()
     return config
 
@@ -293,11 +314,13 @@ def finetune_job_run(job_id: int, *, progress: Progress | None = None) -> None:
         return
     _job_update(job_id, step=gettext_noop("Loading the model and the records"))
     recorder = JobRecorder(job, progress=progress)
+    prompt_format = finetune_prompt_format(job.base_config, job.instruction_set)
     try:
         train, validation = instruction_set_records(job.instruction_set)
         result = lora_train(base=job.base_config, train=train, validation=validation, settings=job_settings(job),
                             output_dir=job_output_dir(job), on_start=recorder.on_start, on_step=recorder.on_step,
-                            on_micro_batch=recorder.on_micro_batch, should_stop=recorder.should_stop)
+                            on_micro_batch=recorder.on_micro_batch, should_stop=recorder.should_stop,
+                            prompt_format=prompt_format)
     except (CheckpointMismatch, ValueError, OSError) as error:  # the data, the files or the settings: no retry helps
         logger.warning("fine-tuning failed", extra={"job_id": job_id}, exc_info=True)
         _fail(job, error)
@@ -309,6 +332,7 @@ def finetune_job_run(job_id: int, *, progress: Progress | None = None) -> None:
         job.mark_finished(JobStatus.CANCELLED, step="")  # stays as do_cancel_finetune left it when that stopped it
         return
     with transaction.atomic():
-        config = result_config_create(job, result.adapter_dir or job_output_dir(job) / ADAPTER)
+        config = result_config_create(job, result.adapter_dir or job_output_dir(job) / ADAPTER,
+                                      prompt_format=prompt_format)
         if not job.mark_finished(JobStatus.DONE, result_config=config, step="", progress_done=result.step):
             transaction.set_rollback(True)  # cancelled at the very end, or finished by another delivery

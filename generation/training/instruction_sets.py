@@ -7,7 +7,9 @@ that category which the note mentions (the lexicon matcher, lexicon.SymptomLexic
 extracted from that very note, and an example note of the same category other than itself, rendered with one prompt
 template per variant exactly as a generation job renders them (prompts.prompt_build_from_template); the output is the
 note. instruction is the template's system text and input its user text, so alpaca_wrap(instruction, input) is the
-prompt a local model gets at generation time.
+prompt a local model gets at generation time. A set's templates are all instructions (the default: the method's) or
+all completion templates; its provenance records which (prompt_style), and a model fine-tuned on it is registered with
+the matching prompt format (finetune.finetune_prompt_format), so it is given at generation time the prompts it learnt.
 
 The same request and data always give the same records: the imagined patient (sex, age) and the example note are
 drawn from RNGs seeded by (seed, variant, the note's category and text), so two notes with the same text in a
@@ -66,7 +68,7 @@ from django.utils.translation import gettext_noop
 from generation.jobs import SEED_RANGE, _number, _whole, prompt_inputs  # the plan request's rules
 from generation.models import Note, PromptTemplate, SymptomProposal
 from generation.planning import DEFAULT_MIN_WORDS, TEMPLATE_EXAMPLES, ExampleNote, examples_group
-from generation.prompts import PromptTooLongError, prompt_build_from_template
+from generation.prompts import PromptTooLongError, prompt_build_from_template, template_is_completion
 from generation.selectors import prompt_template_current
 from graph.lexicon import symptom_lexicon
 from graph.sampling import SamplingData, sampling_data_load
@@ -89,6 +91,9 @@ DEFAULT_LANGUAGE = "ru"
 PARTS = ("train", "validation")
 RECORD_KEYS = ("instruction", "input", "output", "category", "variant", "note_id", "part")
 DEFAULT_VALIDATION_SHARE = 0.05
+# The kind of prompts a set's records hold (its templates'): the method's instructions, or completion templates.
+PROMPT_STYLE_INSTRUCTION = "instruction"
+PROMPT_STYLE_COMPLETION = "completion"
 MAX_VALIDATION_SHARE = 0.5
 MAX_CAP_PER_CATEGORY = 1_000_000
 
@@ -237,7 +242,8 @@ def templates_default(language: str = DEFAULT_LANGUAGE) -> list[PromptTemplate]:
 
 
 def templates_resolve(ids: Iterable[int]) -> list[PromptTemplate]:
-    """Prompt template versions by id, in variant order; exactly one per variant (none given: templates_default)."""
+    """Prompt template versions by id, in variant order; exactly one per variant (none given: templates_default), all
+    instructions or all completion templates (templates_prompt_style)."""
     ids = list(ids)
     if not ids:
         return templates_default()
@@ -251,7 +257,33 @@ def templates_resolve(ids: Iterable[int]) -> list[PromptTemplate]:
     if problems:
         raise ValidationError(_("Choose exactly one prompt template for each variant (%(variants)s); not so for: "
                                 "%(problems)s.") % {"variants": ", ".join(VARIANTS), "problems": ", ".join(problems)})
-    return [by_variant[variant][0] for variant in VARIANTS]
+    templates = [by_variant[variant][0] for variant in VARIANTS]
+    templates_prompt_style(templates)
+    return templates
+
+
+def templates_prompt_style(templates: Iterable[PromptTemplate]) -> str:
+    """PROMPT_STYLE_COMPLETION when every template is a completion template (for a base model), else
+    PROMPT_STYLE_INSTRUCTION; ValidationError when they mix the two, since a fine-tuned model is given one prompt
+    format at generation time (finetune.finetune_prompt_format)."""
+    styles = {template_is_completion(template.name) for template in templates}
+    if len(styles) > 1:
+        raise ValidationError(_("Choose instruction templates for every variant, or completion templates (names "
+                                "ending in -completion) for every variant, not both: a fine-tuned model is given one "
+                                "prompt format."))
+    return PROMPT_STYLE_COMPLETION if styles == {True} else PROMPT_STYLE_INSTRUCTION
+
+
+def instruction_set_prompt_style(instruction_set: InstructionSet) -> str:
+    """The style of the prompts the set's records hold: its templates' (provenance), instruction prompts (the method's
+    Alpaca records) when the provenance does not name them."""
+    provenance = instruction_set.provenance or {}
+    if provenance.get("prompt_style") in (PROMPT_STYLE_COMPLETION, PROMPT_STYLE_INSTRUCTION):
+        return provenance["prompt_style"]
+    names = [template.get("name", "") for template in provenance.get("templates") or [] if isinstance(template, dict)]
+    if names and all(template_is_completion(name) for name in names):
+        return PROMPT_STYLE_COMPLETION
+    return PROMPT_STYLE_INSTRUCTION
 
 
 def template_choices(variant: str) -> QuerySet[PromptTemplate]:
@@ -496,6 +528,7 @@ def instruction_set_compute(request: InstructionSetRequest, *, data: SamplingDat
         "skipped": {key: skipped[key] for key in ("no_symptoms", "prompt_too_long", "duplicate", "over_cap")},
         "template_examples": skipped["template_example"],
         "record_format": "alpaca: instruction = the template's system text, input = its user text, output = the note",
+        "prompt_style": templates_prompt_style(templates),
         "compute_seconds": round(time.perf_counter() - started, 2),
     }
     return InstructionSetPlan(records=final, counts=_counts(final), skipped=provenance["skipped"],

@@ -103,6 +103,7 @@ class RunStart:
     target_modules: list[str]
     trainable_parameters: int
     total_parameters: int
+    prompt_format: str = ""  # how the prompts were rendered (ModelConfig.PromptFormat), as generation will render them
     warnings: list[str] = field(default_factory=list)  # gettext_noop messages
 
     def as_dict(self) -> dict[str, Any]:
@@ -235,11 +236,17 @@ def parameter_counts(model: Any) -> tuple[int, int]:
 
 class PromptRenderer(LocalBackend):
     """The local backend's prompt rendering with no model loaded: training sees each prompt exactly as generation
-    will send it to the fine-tuned model (same chat template or wrapper, same special tokens)."""
+    will send it to the fine-tuned model (same chat template or wrapper, same special tokens). prompt_format: the
+    fine-tuned model's, when it is not the base configuration's (finetune.finetune_prompt_format)."""
 
-    def __init__(self, config: ModelConfig, tokenizer: Any) -> None:  # no super(): it would load the model
-        self.config = config
+    def __init__(self, config: ModelConfig, tokenizer: Any, *, prompt_format: str = "") -> None:
+        self.config = config  # no super(): it would load the model
         self.loaded = LoadedModel(model=None, tokenizer=tokenizer, device="cpu")
+        self._prompt_format = prompt_format or config.prompt_format
+
+    @property
+    def prompt_format(self) -> str:
+        return self._prompt_format
 
 
 def response_ids(output: str, *, renderer: PromptRenderer, tokenizer: Any) -> list[int]:
@@ -479,11 +486,13 @@ def lora_train(*, base: ModelConfig, train: Iterable[Mapping[str, Any]], validat
                settings: TrainingSettings, output_dir: Path, on_start: Callable[[RunStart], None] | None = None,
                on_step: Callable[[StepReport], None] | None = None,
                on_micro_batch: Callable[[], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> TrainingResult:
+               should_stop: Callable[[], bool] | None = None, prompt_format: str = "") -> TrainingResult:
     """Train a LoRA adapter of base on the train records; continue from the latest checkpoint in output_dir when
-    there is one. The final adapter goes to output_dir/adapter. on_micro_batch is called after each micro-batch (a
-    step of a large batch on a CPU takes minutes: a sign of life in between). Raises CheckpointMismatch,
-    FileNotFoundError (no model directory), ValueError (no record fits max_length, no target module)."""
+    there is one. The prompts are rendered in prompt_format (default: base's), the format the fine-tuned model will
+    be given at generation time. The final adapter goes to output_dir/adapter. on_micro_batch is called after each
+    micro-batch (a step of a large batch on a CPU takes minutes: a sign of life in between). Raises
+    CheckpointMismatch, FileNotFoundError (no model directory), ValueError (no record fits max_length, no target
+    module)."""
     import torch
 
     device = device_choose(base.device or "auto")
@@ -497,7 +506,7 @@ def lora_train(*, base: ModelConfig, train: Iterable[Mapping[str, Any]], validat
     model, tokenizer = base_model_load(base, device=device, dtype=dtype)
     model, modules = lora_wrap(model, settings)
     model.train()
-    renderer = PromptRenderer(base, tokenizer)
+    renderer = PromptRenderer(base, tokenizer, prompt_format=prompt_format)
     encode = {"renderer": renderer, "tokenizer": tokenizer, "max_length": settings.max_length}
     train_examples, skipped = examples_encode(train, **encode)
     validation_records = list(validation)
@@ -527,7 +536,7 @@ def lora_train(*, base: ModelConfig, train: Iterable[Mapping[str, Any]], validat
                           device=device, dtype=str(dtype).removeprefix("torch."), n_train=len(train_examples),
                           n_validation=len(validation_examples), skipped_too_long=skipped + skipped_validation,
                           target_modules=modules, trainable_parameters=trainable_count,
-                          total_parameters=total_count, warnings=warnings))
+                          total_parameters=total_count, prompt_format=renderer.prompt_format, warnings=warnings))
 
     evaluate = {"micro_batch_size": settings.micro_batch_size, "pad_id": pad_id, "device": device,
                 "autocast_dtype": autocast_dtype}

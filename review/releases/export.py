@@ -430,6 +430,29 @@ def _mapping_section(mapping: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+NOT_STATED = "not stated"
+
+
+def _model_licences(card: ReleaseCard, stats: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(model, licence, terms URL) of every model that wrote notes of the release, by name: the configurations in the
+    provenance, and the models named by notes imported from a MedSyn release file (no configuration: not stated)."""
+    found: dict[str, tuple[str, str]] = {}
+    for model in card.provenance.get("model_configs") or []:
+        if isinstance(model, dict) and model.get("name"):
+            found[str(model["name"])] = (str(model.get("licence") or ""), str(model.get("licence_url") or ""))
+    for name, _count in stats["by_model"]:
+        if name:
+            found.setdefault(str(name), ("", ""))
+    return [(name, licence or NOT_STATED, url or NOT_STATED) for name, (licence, url) in sorted(found.items())]
+
+
+def _model_licences_summary(licences: list[tuple[str, str, str]]) -> str:
+    """The distinct licences, "not stated" last; "no model" for a release of real notes only."""
+    stated = {licence for _name, licence, _url in licences}
+    distinct = sorted(stated - {NOT_STATED}) + ([NOT_STATED] if NOT_STATED in stated else [])
+    return "; ".join(distinct) or "no model"
+
+
 def _card_markdown(card: ReleaseCard, stats: dict[str, Any], data_files: list[ExportedFile], arrow_bytes: int) -> str:
     """README.md: the YAML header, then the card in Markdown (summary, columns, statistics, provenance, files)."""
     rows = stats["rows"]
@@ -438,6 +461,7 @@ def _card_markdown(card: ReleaseCard, stats: dict[str, Any], data_files: list[Ex
     real = f"included, licence {card.real_data_licence}" if card.include_real else "not included"
     words, checks = stats["words"], stats["checks"]
     recall, precision, private = stats["symptoms_recall"], stats["anamnesis_precision"], stats["private_examples"]
+    licences = _model_licences(card, stats)
     sections = [
         f"# {card.name} (version {card.version})",
         card.description.strip() or "No description.",
@@ -446,8 +470,13 @@ def _card_markdown(card: ReleaseCard, stats: dict[str, Any], data_files: list[Ex
             ["Synthetic notes", origins.get("synthetic", 0)], ["Real notes", origins.get("real", 0)],
             ["Real data", real],
             ["Language", card.language], ["Licence", card.licence],
+            ["Model licences", _model_licences_summary(licences)],
             ["Created", f"{card.created_at} by {card.created_by}"],
         ]),
+        "## Model licences\n\nThe terms of the models that wrote the synthetic notes; they may restrict how the notes "
+        "are used, whatever the licence of this dataset.\n\n"
+        + (_table(["model", "licence", "terms URL"], licences) if licences
+           else "No model wrote notes of this release."),
         "## Loading\n\n```python\nfrom datasets import load_dataset\n\n"
         'notes = load_dataset("path/to/folder")  # data/train.parquet, all columns\n'
         'same = load_dataset("json", data_files="path/to/folder/jsonl/train.jsonl", features=notes["train"].features)\n'

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Avg, Case, Count, FloatField, Max, QuerySet, Value, When
 from psycopg.types.json import Jsonb
 
-from generation.models import Note, PromptTemplate
+from generation.models import ModelConfig, Note, PromptTemplate
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.icd10 import icd_chapter
@@ -269,8 +269,20 @@ def release_assessment(release: Release) -> dict:
                           "judged_synthetic_share": round(s["judged"], 4)} for s in studies]}
 
 
+def _model_licences_fill(models: dict[str, dict]) -> None:
+    """A note generated before notes recorded their model's licence gets it from the current configuration of that
+    name, when there is one (its licence may have been stated since); otherwise it stays unknown."""
+    older = [name for name, model in models.items() if "licence" not in model]
+    current = {config.name: config for config in ModelConfig.objects.filter(name__in=older)}
+    for name in older:
+        config = current.get(name)
+        if config is not None:
+            models[name] = {**models[name], "licence": config.licence, "licence_url": config.licence_url}
+
+
 def release_provenance(release: Release) -> dict:
-    """Graph versions, prompt template versions, model configurations and jobs behind the included notes."""
+    """Graph versions, prompt template versions, model configurations (with their licences) and jobs behind the
+    included notes."""
     graph_versions: Counter[str] = Counter()
     templates: dict[str, dict] = {}
     models: dict[str, dict] = {}
@@ -283,9 +295,12 @@ def release_provenance(release: Release) -> dict:
         if isinstance(template, dict):
             templates.setdefault(f"{template.get('name')} v{template.get('version')}", template)
         if isinstance(model, dict):
-            models.setdefault(str(model.get("name")), model)
+            known = models.get(str(model.get("name")))
+            if known is None or ("licence" not in known and "licence" in model):  # a newer note states the licence
+                models[str(model.get("name"))] = model
         if job is not None:
             jobs[job] += 1
+    _model_licences_fill(models)
     return {"graph_versions": sorted(graph_versions), "prompt_templates": sorted(templates),
             "model_configs": [models[name] for name in sorted(models)],
             "generation_jobs": sorted(jobs)}

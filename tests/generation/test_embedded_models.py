@@ -22,6 +22,7 @@ from generation.forms import JobForm, model_config_for_language
 from generation.jobs import PlanRequest, do_create_job
 from generation.models import GenerationJob, ModelConfig, PromptTemplate
 from generation.prompts import COMPLETION_TEMPLATES, DEFAULT_TEMPLATES
+from generation.services import TEMPLATE_BASELINE_NAME
 from medsyn_site.modelcache import (
     EMBEDDED_MODELS,
     GEMMA3,
@@ -51,7 +52,7 @@ def test_generation_defaults_creates_both_embedded_models_with_languages_and_lic
     call_command("generation_defaults", stdout=out)
 
     configs = {c.name: c for c in ModelConfig.objects.all()}
-    assert set(configs) == {settings.DEFAULT_MODEL_NAME, settings.DEFAULT_MODEL_RU_NAME}
+    assert set(configs) == {settings.DEFAULT_MODEL_NAME, settings.DEFAULT_MODEL_RU_NAME, TEMPLATE_BASELINE_NAME}
     gemma, smollm2 = configs[settings.DEFAULT_MODEL_RU_NAME], configs[settings.DEFAULT_MODEL_NAME]
     assert (gemma.backend, gemma.model_path, gemma.languages, gemma.prompt_format, gemma.is_base_model) == (
         "local", settings.DEFAULT_MODEL_RU_NAME, ["ru", "en"], "completion", True)
@@ -63,6 +64,7 @@ def test_generation_defaults_creates_both_embedded_models_with_languages_and_lic
     assert names == {t["name"] for t in DEFAULT_TEMPLATES} >= {t["name"] for t in COMPLETION_TEMPLATES}
     assert "0 prompt template(s) created" in out.getvalue()
     assert "gemma3-270m (ru, en; base; Gemma Terms of Use)" in out.getvalue().replace(gemma.name, "gemma3-270m")
+    assert "template-filling (ru, en; no model; n/a (no model))" in out.getvalue()
 
 
 def test_a_model_states_its_languages_as_iso_codes():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -119,6 +120,19 @@ def test_job_runs_every_item_once_with_provenance_and_checks(tiny_graph, real_no
     GenerationJob.objects.filter(pk=job.pk).update(status="running")
     job_execute(job.pk)
     assert Note.objects.filter(metadata__job_id=job.pk).count() == 6 and len(backend.batches) == 3
+
+
+def test_a_note_records_the_licence_of_its_model(tiny_graph, real_notes, api_config, monkeypatch):
+    ModelConfig.objects.filter(pk=api_config.pk).update(licence="Gemma Terms of Use",
+                                                        licence_url="https://ai.google.dev/gemma/terms")
+    monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend())
+    job = do_create_job(request=_request(budget=2), model_config=api_config, actor=None, enqueue=False)
+    job_execute(job.pk)
+    [model] = {json.dumps(meta["model_config"], sort_keys=True)
+               for meta in Note.objects.filter(metadata__job_id=job.pk).values_list("metadata", flat=True)}
+    model = json.loads(model)
+    assert (model["name"], model["licence"], model["licence_url"]) == (
+        "fake-api", "Gemma Terms of Use", "https://ai.google.dev/gemma/terms")
 
 
 def test_failures_duplicates_and_resume(tiny_graph, real_notes, api_config, monkeypatch, client, make_user):

@@ -224,7 +224,7 @@ def test_defaults_command_is_idempotent_and_the_default_model_loads_from_the_cac
     call_command("generation_defaults", stdout=out)
     call_command("generation_defaults", stdout=out)
 
-    assert ModelConfig.objects.count() == 2  # SmolLM2 for English, Gemma 3 270M for Russian
+    assert ModelConfig.objects.count() == 3  # SmolLM2 for English, Gemma 3 270M for Russian, template filling
     config = ModelConfig.objects.get(name=settings.DEFAULT_MODEL_NAME)
     assert (config.backend, config.prompt_format) == ("local", "chat")
     assert LoadKey.from_config(config).model_path == str(settings.DEFAULT_MODEL_DIR)

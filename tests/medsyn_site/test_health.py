@@ -4,8 +4,17 @@ import pytest
 from django.urls import reverse
 
 
+def _prepared(folder):
+    """A model folder as `make up` leaves it, as far as the check looks: its config and safetensors weights."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
+    return folder
+
+
 @pytest.mark.django_db
-def test_healthz_reports_each_component(client, celery_workers, make_user):
+def test_healthz_reports_each_component(client, celery_workers, make_user, settings, tiny_model_dir):
+    settings.DEFAULT_MODEL_RU_DIR = tiny_model_dir  # the suite prepares one model; both defaults must be there
     client.force_login(make_user("admin"))  # latencies and details are for staff (test_health_exposure.py)
     response = client.get("/healthz")
     body = response.json()
@@ -14,6 +23,26 @@ def test_healthz_reports_each_component(client, celery_workers, make_user):
     assert response.status_code == 200, body
     assert body["status"] == "ok"
     assert all(c["latency_ms"] is not None for c in body["components"])
+
+
+def test_the_model_cache_needs_both_default_models_and_names_each(settings, tmp_path):
+    from medsyn_site.health import check_model_cache
+
+    settings.DEFAULT_MODEL_DIR = _prepared(tmp_path / "smollm2")
+    settings.DEFAULT_MODEL_RU_DIR = tmp_path / "gemma3"
+    status = check_model_cache()
+    assert not status.ok and status.latency_ms is None
+    assert f"Russian: {tmp_path / 'gemma3'}" in status.detail.split("prepared:")[0]
+    assert f"English: {tmp_path / 'smollm2'}" in status.detail.split("prepared:")[1]
+
+    _prepared(tmp_path / "gemma3")
+    (tmp_path / "smollm2" / "model.safetensors").unlink()  # a conversion that did not finish
+    status = check_model_cache()
+    assert not status.ok and f"English: {tmp_path / 'smollm2'}" in status.detail.split("prepared:")[0]
+
+    (tmp_path / "smollm2" / "model.safetensors").write_bytes(b"")
+    status = check_model_cache()
+    assert status.ok and status.detail == f"English: {tmp_path / 'smollm2'}; Russian: {tmp_path / 'gemma3'}"
 
 
 @pytest.mark.django_db

@@ -40,7 +40,7 @@ def _components(response) -> dict[str, dict]:
 def _secrets(settings) -> list[str]:
     """What an anonymous answer must not contain: addresses, the graph URL, the model path, the socket directory."""
     return ["127.0.0.1", settings.GRAPH.display, f":{settings.GRAPH.port}", str(settings.DEFAULT_MODEL_DIR),
-            settings.DATABASES["default"]["HOST"], "Error", "latency"]
+            str(settings.DEFAULT_MODEL_RU_DIR), settings.DATABASES["default"]["HOST"], "Error", "latency"]
 
 
 @pytest.mark.django_db
@@ -78,6 +78,7 @@ def test_staff_healthz_has_the_details(client, make_user, settings):
     assert components["graph"]["detail"] == settings.GRAPH.display
     assert components["graph"]["latency_ms"] is not None and components["graph"]["label"]
     assert str(settings.DEFAULT_MODEL_DIR) in components["model_cache"]["detail"]
+    assert str(settings.DEFAULT_MODEL_RU_DIR) in components["model_cache"]["detail"]
 
 
 def test_healthz_with_the_database_down_still_answers_a_logged_in_browser(client, make_user, transactional_db,

@@ -215,7 +215,7 @@ def test_readme_body_tables_statistics_and_escaping(released):
 
     for heading in ("## Summary", "## Columns", "## Notes per ICD-10 code", "## Notes per ICD-10 chapter",
                     "## Notes per generation model", "## Notes per prompt variant", "## Notes per origin",
-                    "## Length in words", "## Automatic checks", "## Assessment", "## Provenance",
+                    "## Length in words", "## Automatic checks", "## Assessment", "## Provenance", "## Model licences",
                     "## Filters used", "## Files and checksums"):
         assert f"\n{heading}\n" in body, heading
     assert "| Real data | included, licence Apache-2.0 |" in body
@@ -231,6 +231,34 @@ def test_readme_body_tables_statistics_and_escaping(released):
         if line.startswith("| "):
             cells = line.replace("\\|", "").count("|")
             assert cells in (3, 4, 5, 9), line
+
+
+def test_the_card_names_the_licence_of_every_model_and_says_when_it_is_not_stated(tmp_path):
+    models = [{"name": "smollm2", "licence": "Apache-2.0", "licence_url": "https://www.apache.org/licenses/LICENSE-2.0"},
+              {"name": "gemma3-270m", "licence": "Gemma Terms of Use", "licence_url": "https://ai.google.dev/gemma/terms"}]
+    rows = [*rows_sample(), row_make(5, generation_model="gemma3-270m")]
+    write(tmp_path / "r", rows, provenance={**card_make().provenance, "model_configs": models})
+    body = (tmp_path / "r" / "README.md").read_text(encoding="utf-8").split("---\n", 2)[2]
+
+    summary = body.split("\n## Summary\n")[1].split("\n## ")[0]
+    assert "| Model licences | Apache-2.0; Gemma Terms of Use; not stated |" in summary
+    section = body.split("\n## Model licences\n")[1].split("\n## ")[0]
+    assert "| model | licence | terms URL |" in section
+    assert "| gemma3-270m | Gemma Terms of Use | https://ai.google.dev/gemma/terms |" in section
+    assert "| smollm2 | Apache-2.0 | https://www.apache.org/licenses/LICENSE-2.0 |" in section
+    # a model named only by notes imported from a MedSyn release file: no configuration, no licence known
+    assert "| модель \\| LoRA &lt;s&gt; | not stated | not stated |" in section
+    assert section.count("\n| ") == 4  # header and one row per model; real notes name no model
+
+
+def test_a_model_whose_configuration_states_no_licence_is_not_stated(tmp_path):
+    write(tmp_path / "r", [row_make(0)])  # the sample provenance's smollm2 has no licence
+    body = (tmp_path / "r" / "README.md").read_text(encoding="utf-8")
+    assert "| Model licences | not stated |" in body and "| smollm2 | not stated | not stated |" in body
+    write(tmp_path / "real", [row for row in rows_sample() if row["origin"] == "real"],
+          provenance={"model_configs": []})
+    body = (tmp_path / "real" / "README.md").read_text(encoding="utf-8")
+    assert "| Model licences | no model |" in body and "No model wrote notes of this release." in body
 
 
 def test_assessment_is_rendered_when_present(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from django.db import Error as DatabaseError
 from django.db import connection, transaction
 
-from generation.models import Note
+from generation.models import ModelConfig, Note
 from medsyn_site.core.models import AuditRecord
 from review.curation.models import NoteCuration, ScanJob
 from review.curation.scans import scan_run
@@ -269,6 +269,35 @@ def test_export_round_trip_in_every_format(curation_pool, curator, settings, tmp
     listed = {f["path"] for f in export.files}
     assert {"data/train.parquet", "jsonl/train.jsonl", "csv/train.csv", "README.md", "SHA256SUMS"} <= listed
     assert export.stats["rows"] == 3
+
+
+def test_the_card_states_each_model_licence_older_notes_from_the_current_configuration(curation_pool, curator,
+                                                                                      settings, tmp_path):
+    settings.RELEASES_DIR = tmp_path / "releases"
+    apache = "https://www.apache.org/licenses/LICENSE-2.0"
+    # the pool's notes predate licences in provenance: smollm2 has a configuration now, gpt-4 none
+    ModelConfig.objects.create(name="smollm2", backend="local", model_path="smollm2", licence="Apache-2.0",
+                               licence_url=apache)
+    ModelConfig.objects.create(name="gemma-ft", backend="local", model_path="g", licence="edited since")
+    newer = synthetic_make("Женщина 40 лет, жалобы на кашель и слабость, температура 37,5 третий день подряд.",
+                           "J06.9", model="gemma-ft")
+    newer.metadata["model_config"] = {**newer.metadata["model_config"], "licence": "Gemma Terms of Use",
+                                      "licence_url": "https://ai.google.dev/gemma/terms"}
+    newer.save(update_fields=["metadata"])
+    approve(curator, *curation_pool["synthetic"], newer)
+    release = do_create_release(actor=curator, name="licences", filters={})
+
+    models = {model["name"]: model for model in services.release_provenance(release)["model_configs"]}
+    assert (models["smollm2"]["licence"], models["smollm2"]["licence_url"]) == ("Apache-2.0", apache)
+    assert models["gemma-ft"]["licence"] == "Gemma Terms of Use"  # what the note recorded when it was written
+    assert "licence" not in models["gpt-4"]
+
+    release_export_run(release.pk)
+    card = (release_folder(release) / "README.md").read_text(encoding="utf-8")
+    assert "| Model licences | Apache-2.0; Gemma Terms of Use; not stated |" in card
+    assert f"| smollm2 | Apache-2.0 | {apache} |" in card
+    assert "| gemma-ft | Gemma Terms of Use | https://ai.google.dev/gemma/terms |" in card
+    assert "| gpt-4 | not stated | not stated |" in card
 
 
 def test_load_dataset_reads_the_exported_folder(curation_pool, curator, settings, tmp_path, monkeypatch):
