@@ -120,7 +120,8 @@ class NeighbourNodeSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="label:key")
     label = serializers.ChoiceField(choices=_LABELS)
     key = serializers.CharField()
-    name = serializers.CharField(help_text="The node's name, or its key if it has none.")
+    name = serializers.CharField(help_text="The node's name to show, or its key if it has none: for an ICD-10 node "
+                                           "the Russian name when the request's language is Russian and one is known.")
     centre = serializers.BooleanField()
 
 

