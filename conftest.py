@@ -39,6 +39,10 @@ def tiny_model_dir() -> Path:
     target = settings.DEFAULT_MODEL_DIR
     if not (target / "config.json").exists():
         tiny_model_build(target)
+    russian = settings.DEFAULT_MODEL_RU_DIR  # the Russian default is the same tiny model in tests
+    if not russian.exists():
+        russian.parent.mkdir(parents=True, exist_ok=True)
+        russian.symlink_to(target, target_is_directory=True)
     return target
 
 
@@ -155,7 +159,7 @@ def live_login(live_server, page):
         page.goto(f"{live_server.url}/accounts/login/")
         page.fill("input[name=username]", username)
         page.fill("input[name=password]", password)
-        page.click("button[type=submit]")
+        page.click("[data-testid=login-submit]")  # not the header's language buttons
         page.wait_for_url(f"{live_server.url}/")
         return page
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth import user_logged_in
+from django.db import DatabaseError
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import translation
@@ -31,6 +32,14 @@ class UserLanguageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            self._activate(request)
+        except DatabaseError:
+            pass  # sessions and users live in the database: while it is down, the browser's language (a 503 page)
+        return self.get_response(request)
+
+    @staticmethod
+    def _activate(request: HttpRequest) -> None:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             if SESSION_KEY not in request.session:
@@ -39,7 +48,6 @@ class UserLanguageMiddleware:
             if chosen in dict(settings.LANGUAGES):
                 translation.activate(chosen)
                 request.LANGUAGE_CODE = chosen
-        return self.get_response(request)
 
 
 @receiver(user_logged_in)

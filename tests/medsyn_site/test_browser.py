@@ -45,8 +45,8 @@ def test_wrong_password_is_refused(make_user, live_server, page):
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("input[name=username]", "c1")
     page.fill("input[name=password]", "nope")
-    page.click("button[type=submit]")
-    expect(page.locator("[role=alert]")).to_contain_text("didn't match")
+    page.click("[data-testid=login-submit]")
+    expect(page.locator("main [role=alert]")).to_contain_text("didn't match")
 
 
 def test_password_change(make_user, live_login, live_server):
