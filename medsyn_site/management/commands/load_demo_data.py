@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from medsyn_site.demo import demo_users_ensure
+from medsyn_site.demo import demo_activity_ensure, demo_users_ensure
 
 RUMEDTOP3 = settings.BASE_DIR / "data" / "rumedbench" / "RuMedTop3"
 
@@ -23,3 +23,5 @@ class Command(BaseCommand):
                          stdout=self.stdout)
         if not skip_graph:
             call_command("graph_seed", stdout=self.stdout)
+        for line in demo_activity_ensure():
+            self.stdout.write(f"demo: {line}")
