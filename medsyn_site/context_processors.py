@@ -18,6 +18,7 @@ NAVIGATION = (
     ("assessment:studies", _("Studies"), "medsyn_site.manage_studies"),
     ("curation:curation", _("Curation"), "medsyn_site.curate_notes"),
     ("releases:releases", _("Releases"), "medsyn_site.download_releases"),
+    ("utility:evaluations", _("Utility"), "medsyn_site.run_generation"),
     ("status", _("System status"), "medsyn_site.view_status"),
 )
 

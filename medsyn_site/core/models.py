@@ -37,6 +37,10 @@ class AuditEvent(models.TextChoices):
     # releases
     CREATE_RELEASE = "create_release", _("Release created")
     RETRY_RELEASE_EXPORT = "retry_release_export", _("Release export retried")
+    # utility
+    UPLOAD_EVALUATION_SET = "upload_evaluation_set", _("Evaluation set uploaded")
+    START_UTILITY_EVALUATION = "start_utility_evaluation", _("Utility evaluation started")
+    CANCEL_UTILITY_EVALUATION = "cancel_utility_evaluation", _("Utility evaluation cancelled")
     # generation and corpus
     CREATE_GENERATION_JOB = "create_generation_job", _("Generation job created")
     CANCEL_GENERATION_JOB = "cancel_generation_job", _("Generation job cancelled")

@@ -27,7 +27,7 @@ import shutil
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -100,6 +100,7 @@ class ReleaseCard:
     filters: dict[str, Any]  # the filter the release was made with
     assessment: dict[str, Any]  # free-form assessment results of the included notes; empty = none
     provenance: dict[str, Any]  # graph_versions, prompt_templates, model_configs, generation_jobs: lists
+    sections: list[str] = field(default_factory=list)  # "## ..." Markdown from other apps (core.sections)
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,22 @@ def release_folder_write(
         raise
     report(stats["rows"], total)
     return ReleaseExport(files=files, stats=stats)
+
+
+def release_card_rewrite(*, folder: Path, card: ReleaseCard, stats: dict[str, Any]) -> list[ExportedFile]:
+    """Rewrite the card (README.md) and SHA256SUMS of a written folder, its data files untouched (re-hashed, so a
+    changed data file shows in the sums as on the day it changed): a card gains what was learnt about the release
+    after its export, such as a utility evaluation. Each file is replaced by an atomic rename; returns every file."""
+    folder = Path(folder)
+    files = [_file_entry(folder, path) for path in (PARQUET_PATH, JSONL_PATH, CSV_PATH)]
+    arrow_bytes = pq.ParquetFile(folder / PARQUET_PATH).read().nbytes
+    for path, text in ((README_PATH, lambda: _card_markdown(card, stats, files, arrow_bytes)),
+                       (SUMS_PATH, lambda: "".join(f"{file.sha256}  {file.path}\n" for file in files))):
+        partial = folder / f".{path}.{uuid.uuid4().hex[:12]}"
+        partial.write_text(text(), encoding="utf-8")
+        os.replace(partial, folder / path)
+        files.append(_file_entry(folder, path))
+    return files
 
 
 def _sibling(folder: Path, kind: str) -> Path:
@@ -507,6 +524,7 @@ def _card_markdown(card: ReleaseCard, stats: dict[str, Any], data_files: list[Ex
         ]),
         "## Assessment\n\n" + (_mapping_section(card.assessment) if card.assessment
                                else "No assessment ratings for the notes in this release."),
+        *card.sections,
         "## Provenance\n\n" + "\n\n".join(
             f"### {title}\n\n" + _records_table(list(card.provenance.get(key) or []))
             for key, title in (("graph_versions", "Knowledge graph versions"),

@@ -23,12 +23,13 @@ from medsyn_site.core.icd10 import icd_chapter
 from medsyn_site.core.jobs import job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobStatus
 from medsyn_site.core.progress import Progress, ProgressRecorder
+from medsyn_site.core.sections import release_card_sections
 from medsyn_site.roles import origin_seers
 from review.assessment.models import Rating
 from review.curation.models import ReviewState
 from review.curation.selectors import curation_notes, held_back_counts, notes_releasable
 
-from .export import ReleaseCard, release_folder_write
+from .export import ReleaseCard, release_card_rewrite, release_folder_write
 from .models import Release, ReleaseExport, ReleaseNote
 
 SNAPSHOT_BATCH = 2000
@@ -306,6 +307,34 @@ def release_provenance(release: Release) -> dict:
             "generation_jobs": sorted(jobs)}
 
 
+def release_card(release: Release) -> ReleaseCard:
+    """What the dataset card says beyond the rows: the release's facts, assessment, provenance and the sections
+    other apps add (medsyn_site.core.sections: utility's latest evaluation)."""
+    creator = release.created_by.get_username() if release.created_by else ""
+    return ReleaseCard(name=release.name, version=release.version, description=release.description,
+                       licence=release.licence, language="ru", created_at=release.created_at.isoformat(),
+                       created_by=creator, include_real=release.include_real,
+                       real_data_licence=release.real_data_licence, filters=release.filters,
+                       assessment=release_assessment(release), provenance=release_provenance(release),
+                       sections=release_card_sections.render(release))
+
+
+def release_card_refresh(release: Release) -> bool:
+    """Rewrite a finished export's card and checksums with what is known now (e.g. a utility evaluation that
+    finished after the export); False when the release has no finished export to refresh. Under the export's row
+    lock, so two refreshes (or a refresh and an export retry) never interleave."""
+    with transaction.atomic():
+        export = ReleaseExport.objects.select_for_update(of=("self",)).select_related("release__created_by").get(
+            release_id=release.pk)
+        if export.status != JobStatus.DONE or not export.folder:
+            return False
+        folder = Path(settings.RELEASES_DIR) / export.folder
+        files = release_card_rewrite(folder=folder, card=release_card(export.release), stats=export.stats)
+        export.files = [{"path": f.path, "bytes": f.bytes, "sha256": f.sha256} for f in files]
+        export.save(update_fields=["files"])
+    return True
+
+
 def release_export_run(release_id: int, on_progress: Progress | None = None) -> None:
     """Write the release folder (export.release_folder_write) and record files, checksums and statistics on the
     release's export job; progress in notes, also passed to on_progress (a command's bar).
@@ -319,12 +348,7 @@ def release_export_run(release_id: int, on_progress: Progress | None = None) -> 
     release = export.release
     folder = release_folder(release)
     try:
-        creator = release.created_by.get_username() if release.created_by else ""
-        card = ReleaseCard(name=release.name, version=release.version, description=release.description,
-                           licence=release.licence, language="ru", created_at=release.created_at.isoformat(),
-                           created_by=creator, include_real=release.include_real,
-                           real_data_licence=release.real_data_licence, filters=release.filters,
-                           assessment=release_assessment(release), provenance=release_provenance(release))
+        card = release_card(release)
         with ProgressRecorder(export, also=on_progress) as progress:
             exported = release_folder_write(folder=folder, rows=_export_rows(release), total=release.note_count,
                                             card=card, progress=progress)

@@ -15,6 +15,7 @@ from medsyn_site.access import permission_view
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.forms import form_errors_text
 from medsyn_site.core.progress import poll_response
+from medsyn_site.core.sections import release_page_sections
 from review.curation.forms import filter_form_bound
 from review.curation.services import text_diff_html
 
@@ -71,7 +72,8 @@ def _detail_page(request: HttpRequest, release: Release, compare_form: ReleaseCo
                  status: int = 200) -> HttpResponse:
     return render(request, "review/releases/release_detail.html", {
         "release": release, "export": release.export, "others": releases_other_than(release),
-        "sample": release_sample(release), "compare_form": compare_form}, status=status)
+        "sample": release_sample(release), "compare_form": compare_form,
+        "sections": release_page_sections.render(request, release)}, status=status)
 
 
 @_download

@@ -17,12 +17,15 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
 from generation.models import Note
+from medsyn_site.core.errors import InputError
 from medsyn_site.core.icd10 import icd_category
-from medsyn_site.core.rumedbench import rumedtop3_read
+from medsyn_site.core.rumedbench import RuMedTop3Record, rumedtop3_read
 from medsyn_site.core.text import text_normalise
 from review.curation.selectors import notes_releasable
 from review.releases.models import Release
 from review.releases.services import release_synthetic_candidates
+
+from .models import EvaluationSet
 
 LABEL_LEVEL = "ICD-10 category"
 
@@ -74,10 +77,29 @@ def evaluation_set_read(path: Path, *, name: str | None = None) -> NoteSet:
     """A labelled RuMedTop3 jsonl file (idx, symptoms, code); InputError listing every bad line, as the imports
     report them. name: the file's name in keys and messages (an upload's original name)."""
     name = name or path.name
-    records = rumedtop3_read(path)
+    records = evaluation_file_records(path, name=name)
     notes = tuple(_labelled(f"{name}:{record.line}", record.text, record.code) for record in records)
     return NoteSet(name=name, notes=notes,
                    source={"kind": "file", "file": name, "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+
+
+def evaluation_file_records(path: Path, *, name: str) -> list[RuMedTop3Record]:
+    """The records of a RuMedTop3 file, or InputError named name listing every bad line."""
+    try:
+        return rumedtop3_read(path)
+    except InputError as error:  # the reader names the file on disk: an upload's is a temporary name
+        raise InputError(name, error.problems) from None
+
+
+def evaluation_set_notes(evaluation_set: EvaluationSet) -> NoteSet:
+    """The notes of an uploaded evaluation set as stored, in file order: the same keys, source and hash as
+    evaluation_set_read gives for its file."""
+    name = evaluation_set.original_name
+    rows = evaluation_set.notes.order_by("position").values_list("line", "text", "code")
+    notes = tuple(_labelled(f"{name}:{line}", text, code) for line, text, code in rows)
+    return NoteSet(name=name, notes=notes,
+                   source={"kind": "file", "file": name, "file_sha256": evaluation_set.file_sha256,
+                           "evaluation_set": evaluation_set.name, "evaluation_set_id": evaluation_set.pk})
 
 
 def real_notes_of_split(split: str) -> NoteSet:

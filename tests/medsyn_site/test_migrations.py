@@ -22,7 +22,7 @@ BEFORE_SPLIT = {"medsyn_site": "0001_initial", "graph": "0001_initial", "generat
 
 def _old_targets(executor: MigrationExecutor) -> list[tuple[str, str]]:
     leaves = [node for node in executor.loader.graph.leaf_nodes() if node[0] not in BEFORE_SPLIT
-              and node[0] not in {"core", "assessment", "curation", "releases", "training"}]
+              and node[0] not in {"core", "assessment", "curation", "releases", "training", "utility"}]
     return leaves + list(BEFORE_SPLIT.items())
 
 

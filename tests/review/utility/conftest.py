@@ -1,15 +1,21 @@
 """Small labelled note sets for the utility evaluation: five codes of Russian complaints built from each code's
 own phrases (complaint_texts: no two notes share more than a phrase in a row). G43 has a single,
-uninformative real training note: only synthetic notes can teach it."""
+uninformative real training note: only synthetic notes can teach it. stored_splits, approved_synthetic and release put
+them in the database (splits train and dev, approved releasable notes, release medsyn-ru v1)."""
 
 from __future__ import annotations
 
+import json
 import random
 from itertools import permutations
 
 import pytest
 
+from review.releases.services import do_create_release
 from review.utility.datasets import LabelledNote, NoteSet
+from tests.generation.factories import NoteFactory
+from tests.review.conftest import synthetic_make
+from tests.review.releases.factories import approve
 
 PHRASES = {
     "J06": ["кашель с мокротой", "насморк", "боль в горле", "заложенность носа", "температура до 38",
@@ -88,3 +94,30 @@ def synthetic_set(notes_by_role) -> NoteSet:
 @pytest.fixture
 def curator(make_user):
     return make_user("curator")
+
+
+def rumedtop3_lines(notes: list[tuple[str, str]], prefix: str = "d") -> str:
+    """notes as a RuMedTop3 jsonl file's text (idx, symptoms, code)."""
+    return "".join(json.dumps({"idx": f"{prefix}{i}", "symptoms": text, "code": code}, ensure_ascii=False) + "\n"
+                   for i, (text, code) in enumerate(notes))
+
+
+@pytest.fixture
+def stored_splits(db, notes_by_role) -> dict[str, list]:
+    """The fixture's real training notes stored as split train and its evaluation notes as split dev."""
+    return {"train": [NoteFactory(text=text, icd_code=code, split="train") for text, code in notes_by_role["real"]],
+            "dev": [NoteFactory(text=text, icd_code=code, split="dev") for text, code in notes_by_role["evaluation"]]}
+
+
+@pytest.fixture
+def approved_synthetic(db, notes_by_role, curator) -> list:
+    """The fixture's synthetic notes, approved and checked by both scans (releasable)."""
+    notes = [synthetic_make(text, code) for text, code in notes_by_role["synthetic"]]
+    approve(curator, *notes)
+    return notes
+
+
+@pytest.fixture
+def release(approved_synthetic, curator):
+    """A release of the approved synthetic notes (medsyn-ru v1)."""
+    return do_create_release(actor=curator, name="medsyn-ru", filters={})

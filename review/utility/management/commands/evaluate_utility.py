@@ -11,12 +11,14 @@ from review.releases.forms import RELEASE_FILTER_KEYS
 from review.utility.classifiers import CLASSIFIERS, DEFAULT_CLASSIFIER
 from review.utility.datasets import (
     approved_synthetic_notes,
+    evaluation_set_notes,
     evaluation_set_read,
     real_notes_of_split,
     release_find,
     release_synthetic_notes,
 )
 from review.utility.evaluation import GRIDS, UtilityPlan, utility_evaluate, utility_table
+from review.utility.models import EvaluationSet
 from review.utility.overlap import OverlapRefused, OverlapThresholds
 
 
@@ -37,6 +39,7 @@ class Command(BaseCommand):
         evaluation = parser.add_mutually_exclusive_group(required=True)
         evaluation.add_argument("--eval-file", type=Path, help="a labelled RuMedTop3 jsonl file (idx, symptoms, code)")
         evaluation.add_argument("--eval-split", help="real notes of this split, e.g. dev")
+        evaluation.add_argument("--eval-set", metavar="NAME", help="an evaluation set uploaded on the utility pages")
         parser.add_argument("--classifier", choices=sorted(CLASSIFIERS), default=DEFAULT_CLASSIFIER)
         parser.add_argument("--grid", choices=sorted(GRIDS), default="paper")
         parser.add_argument("--seeds", type=int, default=3, help="subsampling seeds 0 .. N-1")
@@ -52,9 +55,9 @@ class Command(BaseCommand):
         parser.add_argument("--json", type=Path, help="write the result here")
 
     def handle(self, *args, real_split: str, release: str | None, approved: bool, filter: list[str],
-               eval_file: Path | None, eval_split: str | None, classifier: str, grid: str, seeds: int,
-               upsample_to: int, held_out_codes: str, held_out_count: int, bootstrap: int, max_overlap: float,
-               jobs: int, json: Path | None, **options) -> None:
+               eval_file: Path | None, eval_split: str | None, eval_set: str | None, classifier: str, grid: str,
+               seeds: int, upsample_to: int, held_out_codes: str, held_out_count: int, bootstrap: int,
+               max_overlap: float, jobs: int, json: Path | None, **options) -> None:
         if filter and not approved:
             raise CommandError("--filter selects approved notes: give --approved with it")
         if seeds < 1:
@@ -65,6 +68,11 @@ class Command(BaseCommand):
                 if not eval_file.is_file():
                     raise CommandError(f"{eval_file}: no such file")
                 evaluation = evaluation_set_read(eval_file)
+            elif eval_set is not None:
+                stored = EvaluationSet.objects.filter(name=eval_set).first()
+                if stored is None:
+                    raise CommandError(f"no evaluation set named {eval_set}")
+                evaluation = evaluation_set_notes(stored)
             else:
                 evaluation = real_notes_of_split(eval_split)
             synthetic = None
