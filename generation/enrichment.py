@@ -1,9 +1,14 @@
 """MKG enrichment: an LLM extracts symptoms from real notes (METHOD.md's prompt, temperature 0.2); each
 becomes a proposed HAS_SYMPTOM edge with source "llm" that enters the graph only when a researcher accepts it.
+
+An extraction is a background job (SymptomExtractionJob) on the model's worker queue: its progress in notes, each
+note's proposals committed as soon as the model has answered for it (the enrichment page polls and shows them as
+they come), and a cancel that stops the running batch at its next check.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import tempfile
@@ -17,12 +22,15 @@ from django.utils.translation import gettext as _
 
 from graph.schema import symptom_key
 from medsyn_site.core.audit import audit_record, audit_write, audit_write_many
+from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.icd10 import icd_category_clean
-from medsyn_site.core.jobs import task_send_on_commit
-from medsyn_site.core.models import AuditEvent
+from medsyn_site.core.jobs import job_send_on_commit
+from medsyn_site.core.models import AuditEvent, JobPhase, JobStatus
+from medsyn_site.core.progress import ProgressRecorder
 
-from .backends.base import GenerationRequest, backend_for
-from .models import ModelConfig, Note, SymptomProposal
+from .backends.base import GenerationCancelled, GenerationRequest, GenerationResult, backend_for
+from .jobs import JobWatch
+from .models import ModelConfig, Note, SymptomExtractionJob, SymptomProposal
 
 EXTRACTION_SYSTEM = "Ты — врач. Отвечай только списком, без комментариев."
 EXTRACTION_USER = ("Выпиши из текста все симптомы, а не болезни, по одному на строку, без нумерации и без "
@@ -44,52 +52,114 @@ def symptoms_parse(answer: str) -> list[str]:
     return list(found.values())
 
 
-def enrichment_run(*, model_config: ModelConfig, categories: list[str],
-                   notes_per_category: int = NOTES_PER_CATEGORY) -> dict:
-    """Ask the model for the symptoms of up to notes_per_category real notes per category; record proposals.
-
-    Idempotent: a note already counted for a proposal is not counted again, so a rerun (or a redelivered
-    task) changes nothing but adds what is new.
-    """
-    notes = []
+def extraction_notes(categories: list[str], notes_per_category: int) -> list[int]:
+    """The real notes an extraction reads: the first notes_per_category of each category, by id."""
+    ids: list[int] = []
     for category in categories:
-        notes += list(Note.objects.filter(origin=Note.Origin.REAL, icd_category=category)
-                      .order_by("id")[:notes_per_category])
+        ids += list(Note.objects.filter(origin=Note.Origin.REAL, icd_category=category).order_by("id")
+                    .values_list("id", flat=True)[:notes_per_category])
+    return ids
+
+
+def extraction_config(model_config: ModelConfig) -> ModelConfig:
+    """A copy of the model's configuration (not saved) at the extraction's temperature."""
     config = ModelConfig(**{f.name: getattr(model_config, f.name) for f in ModelConfig._meta.concrete_fields})
     config.temperature = EXTRACTION_TEMPERATURE
-    backend = backend_for(config)
-    requests = [GenerationRequest(key=str(note.pk), system=EXTRACTION_SYSTEM,
-                                  user=EXTRACTION_USER.format(text=note.text)) for note in notes]
-    by_id = {str(note.pk): note for note in notes}
-    counts = {"notes": len(notes), "failed": 0, "proposals_new": 0}
-    batch_size = max(1, model_config.batch_size)
-    for start in range(0, len(requests), batch_size):
-        for result in backend.generate(requests[start:start + batch_size]):
-            if not result.ok:
-                counts["failed"] += 1
-                continue
-            note = by_id[result.key]
-            with transaction.atomic():
-                for symptom in symptoms_parse(result.text):
-                    proposal, created = SymptomProposal.objects.select_for_update().get_or_create(
-                        category=note.icd_category, symptom_key=symptom_key(symptom),
-                        defaults={"symptom": symptom, "model_config": model_config})
-                    counts["proposals_new"] += int(created)
-                    if note.pk not in proposal.note_ids:
-                        proposal.note_ids = [*proposal.note_ids, note.pk]
-                        proposal.save(update_fields=["note_ids"])
-    return counts
+    return config
+
+
+def note_read_record(job: SymptomExtractionJob, note: Note, result: GenerationResult) -> int | None:
+    """One note's answer: its proposals (a symptom already proposed for the category counts the note once), the note
+    among the job's notes read and the job's counters, in one transaction. Returns the proposals it created, or None
+    when the job had read the note already (an earlier delivery of the task)."""
+    with transaction.atomic():
+        job = SymptomExtractionJob.objects.select_for_update().get(pk=job.pk)
+        if note.pk in job.notes_read:
+            return None
+        created_count = 0
+        for symptom in symptoms_parse(result.text) if result.ok else []:
+            proposal, created = SymptomProposal.objects.select_for_update().get_or_create(
+                category=note.icd_category, symptom_key=symptom_key(symptom),
+                defaults={"symptom": symptom, "model_config_id": job.model_config_id})
+            created_count += int(created)
+            if note.pk not in proposal.note_ids:
+                proposal.note_ids = [*proposal.note_ids, note.pk]
+                proposal.save(update_fields=["note_ids"])
+        job.notes_read = [*job.notes_read, note.pk]
+        job.progress_done = len(job.notes_read)
+        job.failed += int(not result.ok)
+        job.proposals_new += created_count
+        job.save(update_fields=["notes_read", "progress_done", "failed", "proposals_new", "updated_at"])
+        return created_count
+
+
+class NotesWatch(JobWatch):
+    """An extraction's watch: each note's proposals are committed as soon as the model has answered for it."""
+
+    def __init__(self, job: SymptomExtractionJob, recorder: ProgressRecorder, notes: dict[int, Note]) -> None:
+        super().__init__(job, recorder)
+        self.notes = notes
+
+    def result(self, result: GenerationResult) -> None:
+        note_read_record(self.job, self.notes[int(result.key)], result)
+
+
+def symptom_extraction_execute(job_id: int) -> None:
+    """Run a queued extraction (a finished or cancelled one is left alone): choose its notes the first time, load the
+    model, then ask for the symptoms of each note not read yet, batch_size notes at a time; each note's proposals
+    are committed as it is read, a cancel stops the running batch at the next check (JobWatch)."""
+    job = SymptomExtractionJob.objects.select_related("model_config").filter(pk=job_id).first()
+    if job is None or not job.mark_running():
+        return
+    with ProgressRecorder(job, min_interval=0) as recorder:
+        recorder.phase_set(JobPhase.RUNNING)  # this run's activity: a previous run's samples are dropped
+        try:
+            finished = _extraction_run(job, recorder)
+        except Exception as error:  # the page must not show "running" for ever; the task records the traceback
+            job.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
+            raise
+    if finished:
+        job.mark_finished(JobStatus.DONE)
+
+
+def _extraction_run(job: SymptomExtractionJob, recorder: ProgressRecorder) -> bool:
+    """Read the notes not read yet; False when the job was cancelled meanwhile."""
+    if not job.note_ids:
+        ids = extraction_notes(job.categories, job.notes_per_category)
+        SymptomExtractionJob.objects.filter(pk=job.pk).update(note_ids=ids, progress_total=len(ids),
+                                                              updated_at=timezone.now())
+        job.refresh_from_db()
+    config = extraction_config(job.model_config)
+    loading = config.backend == ModelConfig.Backend.LOCAL
+    with recorder.phase(JobPhase.LOADING_MODEL) if loading else contextlib.nullcontext():
+        backend = backend_for(config)
+    read = set(job.notes_read)
+    pending = [note_id for note_id in job.note_ids if note_id not in read]
+    notes = Note.objects.in_bulk(pending)
+    watch = NotesWatch(job, recorder, notes)
+    batch_size = max(1, config.batch_size)
+    for start in range(0, len(pending), batch_size):
+        job.refresh_from_db()
+        if job.status != JobStatus.RUNNING:
+            return False
+        batch = [notes[note_id] for note_id in pending[start:start + batch_size] if note_id in notes]
+        watch.batch_start(job)
+        try:
+            backend.generate([GenerationRequest(key=str(note.pk), system=EXTRACTION_SYSTEM,
+                                                user=EXTRACTION_USER.format(text=note.text)) for note in batch],
+                             watch=watch)
+        except GenerationCancelled:
+            return False
+    return True
 
 
 @transaction.atomic
 def do_start_symptom_extraction(*, actor: AbstractBaseUser | None, model_config: ModelConfig, categories: list[str],
-                                notes_per_category: int = NOTES_PER_CATEGORY) -> list[str]:
-    """Send an extraction of the symptoms of real notes of these ICD-10 categories to the model's worker queue
-    (once committed, with its audit record). Returns the categories, cleaned; ValidationError when there is none
-    or one is not a category."""
-    from .jobs import queue_for
-    from .tasks import run_symptom_extraction
-
+                                notes_per_category: int = NOTES_PER_CATEGORY,
+                                enqueue: bool = True) -> SymptomExtractionJob:
+    """Start an extraction of the symptoms of real notes of these ICD-10 categories on the model's worker queue
+    (sent once committed, with its audit record). ValidationError when there is no category or one is not a
+    category, or the model is the template filler."""
     if model_config.backend == ModelConfig.Backend.TEMPLATE:
         raise ValidationError(_("%(model)s fills templates and reads no text: choose a language model to extract "
                                 "symptoms.") % {"model": model_config.name})
@@ -104,11 +174,31 @@ def do_start_symptom_extraction(*, actor: AbstractBaseUser | None, model_config:
     if not chosen:
         raise ValidationError("Name at least one ICD-10 category.")
     chosen_sorted = sorted(chosen)
+    job = SymptomExtractionJob.objects.create(
+        model_config=model_config, categories=chosen_sorted, notes_per_category=notes_per_category,
+        created_by=actor if actor is not None and actor.is_authenticated else None)
     audit_write(actor=actor, action=AuditEvent.START_SYMPTOM_EXTRACTION, obj=model_config,
-                extra={"categories": chosen_sorted, "notes_per_category": notes_per_category})
-    task_send_on_commit(run_symptom_extraction, args=[model_config.pk, chosen_sorted, notes_per_category],
-                        queue=queue_for(model_config))
-    return chosen_sorted
+                extra={"categories": chosen_sorted, "notes_per_category": notes_per_category, "job_id": job.pk})
+    if enqueue:
+        job_send_on_commit(job)
+    return job
+
+
+@transaction.atomic
+def do_cancel_symptom_extraction(*, job: SymptomExtractionJob,
+                                 actor: AbstractBaseUser | None) -> SymptomExtractionJob:
+    """Stop a queued or running extraction: its worker stops at its next check (JobWatch); the proposals of the notes
+    read so far stay. StateConflict when it has already finished."""
+    job = SymptomExtractionJob.objects.select_for_update().get(pk=job.pk)
+    if job.finished:
+        raise StateConflict(_("Extraction %(id)s has already finished (%(status)s): nothing to cancel.")
+                            % {"id": job.pk, "status": job.get_status_display()})
+    previous = job.status
+    job.status, job.finished_at = JobStatus.CANCELLED, timezone.now()
+    job.save(update_fields=["status", "finished_at", "updated_at"])
+    audit_write(actor=actor, action=AuditEvent.CANCEL_SYMPTOM_EXTRACTION, obj=job, from_state=previous,
+                to_state=job.status, extra={"notes_read": job.progress_done, "proposals_new": job.proposals_new})
+    return job
 
 
 def do_review_symptom_proposals(*, actor: AbstractBaseUser, proposals: list[SymptomProposal], accept: bool) -> int:

@@ -4,15 +4,19 @@ A job's items carry their fully built prompts, so the same seed gives the same p
 and a redelivered task only has to finish the items still pending. Each item's outcome (its note, its
 status and the job's counters) is written in one transaction under a row lock on the item: an item that is
 already done is never redone, which makes a worker killed mid-job and redelivered end with exactly the
-planned notes.
+planned notes. A backend hands each result over as soon as it is final (a local batch's rows end one by one), so
+notes are written as they come, and the running batch's progress (its share of the tokens) is written about once a
+second, when a cancel is also read back (JobWatch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,9 +36,18 @@ from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.icd10 import icd_category, icd_category_clean, icd_code_clean
 from medsyn_site.core.jobs import job_send_on_commit
-from medsyn_site.core.models import AuditEvent, JobStatus
+from medsyn_site.core.models import AuditEvent, BackgroundJob, JobPhase, JobStatus
+from medsyn_site.core.progress import ProgressRecorder
 
-from .backends.base import GenerationBackend, GenerationRequest, GenerationResult, PlanInputs, backend_for
+from .backends.base import (
+    GenerationBackend,
+    GenerationCancelled,
+    GenerationRequest,
+    GenerationResult,
+    GenerationWatch,
+    PlanInputs,
+    backend_for,
+)
 from .bertscore import BertScorer, bert_scorer_configured
 from .checks import CheckThresholds, note_checks_run
 from .memorisation import MemorisationIndex, memorisation_index_load
@@ -351,8 +364,9 @@ def job_items_build(job: GenerationJob) -> None:
 
 @transaction.atomic
 def do_cancel_job(*, job: GenerationJob, actor: AbstractBaseUser | None) -> GenerationJob:
-    """Stop a queued or running job between batches; items already done keep their notes. StateConflict when the
-    job has already finished."""
+    """Stop a queued or running job: its worker stops at its next check, between batches or inside the running one
+    (JobWatch, within about PROGRESS_INTERVAL_SECONDS); items already done keep their notes, the others stay
+    pending. StateConflict when the job has already finished."""
     job = GenerationJob.objects.select_for_update().get(pk=job.pk)
     if job.finished:
         raise StateConflict(_("Job %(id)s has already finished (%(status)s): nothing to cancel.")
@@ -532,12 +546,62 @@ def _finish(job_id: int, status: str, error: str = "") -> None:
                                                                              finished_at=now, updated_at=now)
 
 
+PROGRESS_INTERVAL_SECONDS = 1.0  # how often a running batch writes its progress and reads a cancel back
+
+
+class JobWatch(GenerationWatch):
+    """A running job's watch over its generate() calls: at most once per PROGRESS_INTERVAL_SECONDS the progress of
+    the running batch (fractions of the units under way included) goes to the job's activity, so the bar moves
+    inside a batch, and the job's status is read back: a cancel stops the batch there (GenerationCancelled), its
+    units without a result left to run again, nothing of them written. Subclasses record each result (result())."""
+
+    def __init__(self, job: BackgroundJob, recorder: ProgressRecorder) -> None:
+        self.job, self.recorder = job, recorder
+        self.done_before = 0
+        self._last_check = 0.0
+
+    def batch_start(self, job: BackgroundJob) -> None:
+        """A batch begins: job, just read, has progress_done units with an outcome."""
+        self.job, self.done_before = job, job.progress_done
+        self.recorder.in_flight(job.progress_done, job.progress_total)
+
+    def progress(self, done: float) -> None:
+        now = time.monotonic()
+        if now - self._last_check < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last_check = now
+        self.recorder.in_flight(self.done_before + done, self.job.progress_total)
+        if not type(self.job).objects.filter(pk=self.job.pk, status=JobStatus.RUNNING).exists():
+            raise GenerationCancelled
+
+
+class ItemsWatch(JobWatch):
+    """A generation job's watch: each result is recorded as soon as the backend has it (item_record: the note, the
+    item's status and the job's counters in one transaction)."""
+
+    def __init__(self, job: GenerationJob, recorder: ProgressRecorder, config: ModelConfig,
+                 thresholds: CheckThresholds, real_notes: MemorisationIndex | None, scorer: BertScorer | None) -> None:
+        super().__init__(job, recorder)
+        self.config, self.thresholds, self.real_notes, self.scorer = config, thresholds, real_notes, scorer
+
+    def result(self, result: GenerationResult) -> None:
+        item_record(self.job, self.config, int(result.key), result, self.thresholds, self.real_notes, self.scorer)
+
+
 def job_execute(job_id: int) -> None:
-    """Build the job's items the first time (job_items_build), then run the pending ones in batches; cancel and
-    the budget cap are checked between batches."""
+    """Build the job's items the first time (job_items_build), load the model (the "loading the model" phase), then
+    run the pending items in batches; cancel and the budget cap are checked between batches, and a cancel inside a
+    running batch too (JobWatch)."""
     job = GenerationJob.objects.select_related("prompt_template").filter(pk=job_id).first()
     if job is None or not job.mark_running():
         return  # finished or cancelled before this delivery
+    with ProgressRecorder(job, min_interval=0) as recorder:
+        recorder.phase_set(JobPhase.RUNNING)  # this run's activity: a previous run's samples are dropped
+        _job_run(job, recorder)
+
+
+def _job_run(job: GenerationJob, recorder: ProgressRecorder) -> None:
+    job_id = job.pk
     try:
         job_items_build(job)
     except ValidationError as error:  # the plan cannot be made any more: the graph or the notes changed
@@ -547,26 +611,29 @@ def job_execute(job_id: int) -> None:
         _finish(job_id, JobStatus.FAILED, f"{type(error).__name__}: {error}")
         raise
     config = model_config_for_job(job)
+    loading = config.backend == ModelConfig.Backend.LOCAL
     try:
-        backend = backend_for(config)
+        with recorder.phase(JobPhase.LOADING_MODEL) if loading else contextlib.nullcontext():
+            backend = backend_for(config)
     except Exception as error:  # a missing model directory, for example: nothing can run
         logger.exception("backend unavailable", extra={"job_id": job_id})
         _finish(job_id, JobStatus.FAILED, f"{type(error).__name__}: {error}")
         return
     try:
-        _batches_run(job, config, backend)
+        _batches_run(job, config, backend, recorder)
     except Exception as error:  # the job page must not show "running" forever; the task records the traceback
         _finish(job_id, JobStatus.FAILED, f"{type(error).__name__}: {error}")
         raise
 
 
-def _batches_run(job: GenerationJob, config: ModelConfig, backend: GenerationBackend) -> None:
+def _batches_run(job: GenerationJob, config: ModelConfig, backend: GenerationBackend,
+                 recorder: ProgressRecorder) -> None:
     """Pending items in index order, config.batch_size at a time, until none is left, a cancel, or the cap."""
     job_id = job.pk
-    thresholds = check_thresholds_for(job)
     inputs = prompt_inputs(job.prompt_template)
-    real_notes = memorisation_index_load()  # memorisation check against every real note, read once
-    scorer = bert_scorer_configured()
+    # memorisation check against every real note, read once
+    watch = ItemsWatch(job, recorder, config, check_thresholds_for(job), memorisation_index_load(),
+                       bert_scorer_configured())
     while True:
         job.refresh_from_db()
         if job.status != JobStatus.RUNNING:
@@ -584,9 +651,11 @@ def _batches_run(job: GenerationJob, config: ModelConfig, backend: GenerationBac
             return
         requests = [GenerationRequest(key=str(item.pk), system=item.prompt_system, user=item.prompt_user,
                                       inputs=item_plan_inputs(job, item, inputs)) for item in batch]
-        results = backend.generate(requests)
-        for item, result in zip(batch, results, strict=True):
-            item_record(job, config, item.pk, result, thresholds, real_notes, scorer)
+        watch.batch_start(job)
+        try:
+            backend.generate(requests, watch=watch)  # watch.result records each item as it comes
+        except GenerationCancelled:
+            return  # the items of the batch without a result stay pending
     job.refresh_from_db()
     if job.ok == 0 and job.failed > 0:
         _finish(job_id, JobStatus.FAILED, "no item could be generated; see the item errors")

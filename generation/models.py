@@ -191,6 +191,7 @@ class GenerationJob(BackgroundJob):
 
     # A queued or running job with no progress for this long has lost its worker message (resume may re-send it).
     STALLED_AFTER = timedelta(minutes=5)
+    progress_unit = "items"
 
     parameters = models.JSONField(default=dict, help_text=_("Plan and sampling parameters as submitted."))
     model_config = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="jobs")
@@ -309,6 +310,33 @@ class SymptomProposal(models.Model):
         return len(self.note_ids)
 
 
+class SymptomExtractionJob(BackgroundJob):
+    """An LLM reads real notes of some ICD-10 categories and lists their symptoms (enrichment.py), on its model's worker
+    queue. note_ids: the notes to read, chosen when the worker starts it; notes_read: those read so far, each with its
+    proposals committed as soon as it is read (a redelivered task reads only the others). Progress in notes."""
+
+    progress_unit = "notes"
+
+    model_config = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="+")
+    categories = models.JSONField(default=list)
+    notes_per_category = models.PositiveIntegerField(default=20)
+    note_ids = models.JSONField(default=list)
+    notes_read = models.JSONField(default=list)
+    failed = models.PositiveIntegerField(default=0)  # notes the model could not answer for
+    proposals_new = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"symptom extraction {self.pk} ({self.status})"
+
+    def task_send(self) -> None:
+        from medsyn_site.core.jobs import task_send
+
+        from .jobs import queue_for
+        from .tasks import run_symptom_extraction
+
+        task_send(run_symptom_extraction, args=[self.pk], queue=queue_for(self.model_config))
+
+
 class NoteImportJob(UploadJob):
     """A notes file imported all or nothing (RuMedTop3 jsonl or MedSyn release CSV): uploaded by an admin and run
     by a Celery worker, or named by an import command on the server (file_path). Progress is in rows. An uploaded
@@ -317,6 +345,8 @@ class NoteImportJob(UploadJob):
     class Kind(models.TextChoices):
         RUMEDTOP3 = "rumedtop3", _("Real notes: RuMedTop3 jsonl (idx, symptoms, code)")
         MEDSYN_CSV = "medsyn_csv", _("Synthetic notes: MedSyn release CSV")
+
+    progress_unit = "rows"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     split = models.CharField(max_length=16, blank=True, default="")

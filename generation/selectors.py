@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import GenerationItem, GenerationJob, ModelConfig, Note, NoteImportJob, PromptTemplate, SymptomProposal
+from .models import (
+    GenerationItem,
+    GenerationJob,
+    ModelConfig,
+    Note,
+    NoteImportJob,
+    PromptTemplate,
+    SymptomExtractionJob,
+    SymptomProposal,
+)
 
 
 def prompt_template_current(*, variant: str, language: str, name: str | None = None) -> PromptTemplate:
@@ -35,6 +44,11 @@ def note_import_jobs_recent(*, limit: int = 20) -> QuerySet[NoteImportJob]:
 
 def symptom_proposals_pending(*, limit: int = 500) -> QuerySet[SymptomProposal]:
     return SymptomProposal.objects.filter(status=SymptomProposal.Status.PROPOSED)[:limit]
+
+
+def symptom_extractions_recent(*, limit: int = 5) -> QuerySet[SymptomExtractionJob]:
+    """The latest extractions, newest first (the running ones among them)."""
+    return SymptomExtractionJob.objects.select_related("model_config").order_by("-id")[:limit]
 
 
 def symptom_proposals_reviewed(*, limit: int = 50) -> QuerySet[SymptomProposal]:

@@ -6,9 +6,9 @@ from celery import shared_task
 
 from medsyn_site.core.errors import InputError
 
-from .enrichment import enrichment_run
+from .enrichment import symptom_extraction_execute
 from .jobs import job_execute
-from .models import ModelConfig, NoteImportJob
+from .models import NoteImportJob
 from .services import do_import_notes
 
 
@@ -18,10 +18,10 @@ def run_generation_job(job_id: int) -> None:
     job_execute(job_id)
 
 
-@shared_task(name="generation.run_symptom_extraction", acks_late=True)
-def run_symptom_extraction(model_config_id: int, categories: list[str], notes_per_category: int = 20) -> dict:
-    return enrichment_run(model_config=ModelConfig.objects.get(pk=model_config_id), categories=categories,
-                          notes_per_category=notes_per_category)
+@shared_task(name="generation.run_symptom_extraction", acks_late=True, reject_on_worker_lost=True)
+def run_symptom_extraction(job_id: int) -> None:
+    """Idempotent: a redelivery (worker killed mid-job) reads only the notes not read yet."""
+    symptom_extraction_execute(job_id)
 
 
 @shared_task(name="generation.run_note_import", acks_late=True)  # queue "default"

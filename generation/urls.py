@@ -12,6 +12,7 @@ urlpatterns = [
     path("notes/", views.notes, name="notes"),
     path("notes/<int:pk>/", views.note, name="note"),
     path("enrichment/", views.enrichment, name="enrichment"),
+    path("enrichment/<int:pk>/cancel/", views.enrichment_cancel, name="enrichment_cancel"),
     path("import/", views.note_import, name="note_import"),
     path("import/<int:pk>/", views.note_import_job, name="note_import_job"),
 ]

@@ -19,10 +19,10 @@ from medsyn_site.core.forms import ascii_digits, form_errors_text
 from medsyn_site.core.progress import poll_response
 
 from . import selectors
-from .enrichment import do_review_symptom_proposals, do_start_symptom_extraction
+from .enrichment import do_cancel_symptom_extraction, do_review_symptom_proposals, do_start_symptom_extraction
 from .forms import JobForm, NoteFilterForm, NoteImportForm
 from .jobs import do_cancel_job, do_create_job, do_resume_job, job_plan_preview
-from .models import GenerationJob, ModelConfig, Note, NoteImportJob, PromptTemplate
+from .models import GenerationJob, ModelConfig, Note, NoteImportJob, PromptTemplate, SymptomExtractionJob
 from .services import note_import_upload
 
 RUN_GENERATION = "medsyn_site.run_generation"
@@ -132,7 +132,8 @@ def _ids(raw: list[str]) -> list[int]:
 
 @_generation
 def enrichment(request: HttpRequest) -> HttpResponse:
-    """Start an LLM symptom-extraction job; accept or reject its proposed HAS_SYMPTOM edges."""
+    """Start an LLM symptom extraction, follow it (htmx polls the live part: the extractions' progress and the
+    proposals as they arrive), accept or reject its proposed HAS_SYMPTOM edges."""
     if request.method == "POST":
         action = request.POST.get("action")
         try:
@@ -150,9 +151,24 @@ def enrichment(request: HttpRequest) -> HttpResponse:
         except GraphUnavailable:
             messages.error(request, _("The graph database is unavailable; nothing was changed."))
         return redirect("generation:enrichment")
+    extractions = list(selectors.symptom_extractions_recent())
+    context = {"proposals": selectors.symptom_proposals_pending(), "extractions": extractions,
+               "extraction_running": any(not job.finished for job in extractions)}
+    if request.htmx:
+        return poll_response(render(request, "generation/_enrichment_live.html", context),
+                             finished=not context["extraction_running"])
     return render(request, "generation/enrichment.html", {
-        "proposals": selectors.symptom_proposals_pending(), "reviewed": selectors.symptom_proposals_reviewed(),
-        "configs": selectors.model_configs()})
+        **context, "reviewed": selectors.symptom_proposals_reviewed(), "configs": selectors.model_configs()})
+
+
+@require_POST
+@_generation
+def enrichment_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        do_cancel_symptom_extraction(job=get_object_or_404(SymptomExtractionJob, pk=pk), actor=request.user)
+    except StateConflict as error:
+        messages.error(request, " ".join(error.messages))
+    return redirect("generation:enrichment")
 
 
 _manage_graph = permission_view("medsyn_site.manage_graph")

@@ -1,3 +1,12 @@
-from .base import GenerationBackend, GenerationRequest, GenerationResult, PlanInputs, backend_for
+from .base import (
+    GenerationBackend,
+    GenerationCancelled,
+    GenerationRequest,
+    GenerationResult,
+    GenerationWatch,
+    PlanInputs,
+    backend_for,
+)
 
-__all__ = ["GenerationBackend", "GenerationRequest", "GenerationResult", "PlanInputs", "backend_for"]
+__all__ = ["GenerationBackend", "GenerationCancelled", "GenerationRequest", "GenerationResult", "GenerationWatch",
+           "PlanInputs", "backend_for"]

@@ -34,7 +34,8 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """The outcome of one request: text on success, error otherwise. latency_s covers the whole call or batch."""
+    """The outcome of one request: text on success, error otherwise. latency_s: from the start of its call or batch
+    until its result was final."""
 
     key: str
     text: str = ""
@@ -50,9 +51,34 @@ class GenerationResult:
         return self.error is None
 
 
+class GenerationCancelled(Exception):
+    """Raised by a GenerationWatch to stop a generate() call at once (the job was cancelled): generate() raises it
+    too, and the requests without a result given to watch.result get none (their items stay pending)."""
+
+
+class GenerationWatch:
+    """What a generate() call tells its caller while it runs (generation jobs and symptom extraction subclass it).
+
+    progress(done): how many of the call's requests are done, fractions of those under way included (the local
+    backend: the share of max_new_tokens each row of the running batch has written, a row that ended counting 1);
+    called often (every decoding step), so it decides itself how often to act. result(result): one request's final
+    result, once, as soon as it is final (the local backend: a row that ended before the rest of its batch), and in
+    any case before generate() returns. Either may raise GenerationCancelled; any other exception they raise
+    fails the call with it."""
+
+    def progress(self, done: float) -> None:
+        return
+
+    def result(self, result: GenerationResult) -> None:
+        return
+
+
 class GenerationBackend(Protocol):
-    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        """Results in the order of requests; a failed item carries error instead of raising."""
+    def generate(self, requests: list[GenerationRequest], watch: GenerationWatch | None = None
+                 ) -> list[GenerationResult]:
+        """Results in the order of requests; a failed item carries error instead of raising. With a watch, each
+        result is also given to watch.result, once, as soon as it is final, and progress is reported to
+        watch.progress; GenerationCancelled from the watch stops the call and is raised."""
         ...
 
 

@@ -9,6 +9,10 @@ On a CPU the model computes in float32 whatever its files hold ("auto" dtype): t
 bfloat16, which is slower than float32 on CPUs in batches. A base model (prompt_format "completion") gets the
 completion text of its prompt, no chat template; each sequence of a batch stops at its first blank line (its note
 ends there) and the note is cut there (prompts.completion_cut).
+
+A batch is followed at every decoding step (batch_follower): a row that has ended is handed over at once (a
+generation job writes its note before the rest of the batch is done), the batch's share of max_new_tokens goes to
+the caller's watch as progress, and a cancel from the watch stops the whole batch at that step.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +36,7 @@ from generation.prompts import (
     completion_text,
 )
 
-from .base import GenerationRequest, GenerationResult
+from .base import GenerationRequest, GenerationResult, GenerationWatch
 
 if TYPE_CHECKING:
     from generation.models import ModelConfig
@@ -162,49 +167,85 @@ class LocalBackend:
             return list(encoded["input_ids"])
         return tokenizer(alpaca_wrap(request.system, request.user))["input_ids"]
 
-    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+    def generate(self, requests: list[GenerationRequest], watch: GenerationWatch | None = None
+                 ) -> list[GenerationResult]:
+        """Results in input order. With a watch: each row's result as soon as the row ends (before the rest of its
+        batch), the progress of the call at every decoding step, and GenerationCancelled from the watch stops the
+        running batch at once (raised here; rows not yet given to watch.result get no result)."""
         prompts = [self.prompt_ids(request) for request in requests]
         results: dict[int, GenerationResult] = {}
         for batch in length_batches([len(prompt) for prompt in prompts], self.config.batch_size):
-            results.update(self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch], batch))
+            results.update(self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch], batch,
+                                                watch=watch, done_before=len(results)))
         return [results[index] for index in range(len(requests))]
 
-    def _generate_batch(self, requests: list[GenerationRequest], prompts: list[list[int]],
-                        indexes: list[int]) -> dict[int, GenerationResult]:
+    def _generate_batch(self, requests: list[GenerationRequest], prompts: list[list[int]], indexes: list[int], *,
+                        watch: GenerationWatch | None = None, done_before: int = 0) -> dict[int, GenerationResult]:
         import torch
+        from transformers import StoppingCriteriaList
 
         tokenizer, model = self.loaded.tokenizer, self.loaded.model
         started = time.perf_counter()
+        results: dict[int, GenerationResult] = {}  # by row of this batch
+
+        def row_ended(row: int, tokens: list[int]) -> None:
+            results[row] = self._result(requests[row], prompts[row], tokens, round(time.perf_counter() - started, 4))
+            if watch is not None:
+                watch.result(results[row])
+
+        def progress(done: float) -> None:
+            if watch is not None:
+                watch.progress(done_before + done)
+
+        follower = None
         try:
             encoded = tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(self.loaded.device)
             sampling = self.config.temperature > 0
             prompt_length = encoded["input_ids"].shape[1]
-            stopping = blank_line_stopping(tokenizer, prompt_length) if self.uses_completion else None
+            text_ended = None
+            if self.uses_completion:  # each row's note ends at its first blank line, so the batch stops early
+                def text_ended(tokens: list[int]) -> bool:
+                    return completion_ended(tokenizer.decode(tokens, skip_special_tokens=True))
+            follower = batch_follower(prompt_length=prompt_length, max_new_tokens=self.config.max_new_tokens,
+                                      stops={tokenizer.pad_token_id, *self._eos_ids()}, text_ended=text_ended,
+                                      on_end=row_ended, on_progress=progress)
             with torch.inference_mode():
                 output = model.generate(
                     **encoded, max_new_tokens=self.config.max_new_tokens, do_sample=sampling,
                     temperature=self.config.temperature if sampling else None,
                     top_p=self.config.top_p if sampling else None, pad_token_id=tokenizer.pad_token_id,
-                    stopping_criteria=stopping,
+                    stopping_criteria=StoppingCriteriaList([follower]),
                 )
         except Exception as error:  # one bad batch (out of memory, for example) must not lose the others
+            if follower is not None and follower.raised is not None:
+                raise follower.raised from error
             logger.exception("local batch failed", extra={"keys": [r.key for r in requests]})
             failure = f"{type(error).__name__}: {error}"
             latency = round(time.perf_counter() - started, 4)
-            return {index: GenerationResult(key=request.key, error=failure, latency_s=latency)
-                    for index, request in zip(indexes, requests, strict=True)}
-        latency = round(time.perf_counter() - started, 4)
+            for row, request in enumerate(requests):
+                if row not in results:
+                    results[row] = GenerationResult(key=request.key, error=failure, latency_s=latency)
+                    if watch is not None:
+                        watch.result(results[row])
+            return {indexes[row]: result for row, result in results.items()}
+        if follower.raised is not None:  # a cancel, or a failure of the watch's own: after generate() has returned
+            raise follower.raised
         new_tokens = output[:, prompt_length:].tolist()
-        results = {}
-        for index, request, prompt, tokens in zip(indexes, requests, prompts, new_tokens, strict=True):
-            completion = self._until_end(tokens)
-            text = tokenizer.decode(completion, skip_special_tokens=True)
-            text = completion_cut(text, completion_lead_in(request.user)) if self.uses_completion else text.strip()
-            results[index] = GenerationResult(
-                key=request.key, text=text, prompt_tokens=len(prompt), completion_tokens=len(completion),
-                latency_s=latency, error=None if text else "empty completion",
-            )
-        return results
+        for row, tokens in enumerate(new_tokens):
+            if row not in results:
+                row_ended(row, tokens)
+        progress(len(requests))
+        return {indexes[row]: result for row, result in results.items()}
+
+    def _result(self, request: GenerationRequest, prompt: list[int], tokens: list[int],
+                latency: float) -> GenerationResult:
+        """A row's generated tokens (up to its end, padding after it ignored) as the request's result."""
+        completion = self._until_end(tokens)
+        text = self.loaded.tokenizer.decode(completion, skip_special_tokens=True)
+        text = completion_cut(text, completion_lead_in(request.user)) if self.uses_completion else text.strip()
+        return GenerationResult(key=request.key, text=text, prompt_tokens=len(prompt),
+                                completion_tokens=len(completion), latency_s=latency,
+                                error=None if text else "empty completion")
 
     def _until_end(self, tokens: list[int]) -> list[int]:
         """Generated tokens up to (not including) the first end-of-sequence or padding token."""
@@ -242,15 +283,45 @@ def length_batches(lengths: list[int], size: int) -> list[list[int]]:
     return [*batches, current] if current else batches
 
 
-def blank_line_stopping(tokenizer: Any, prompt_length: int) -> Any:
-    """A stopping criterion that ends each sequence of a batch at its first blank line after some text, so a batch
-    runs only as long as its longest note. Decoding the new tokens every step costs little beside the model."""
+def batch_follower(*, prompt_length: int, max_new_tokens: int, stops: set[int],
+                   text_ended: Callable[[list[int]], bool] | None, on_end: Callable[[int, list[int]], None],
+                   on_progress: Callable[[float], None]) -> Any:
+    """A stopping criterion that follows a batch at every decoding step: it hands each row that has just ended (an
+    end-of-sequence or padding token, or text_ended: a base model's note ends at its first blank line, and the row
+    stops there) to on_end with its generated tokens, then reports the batch's progress to on_progress (ended rows
+    count 1, the others the share of max_new_tokens written). An exception from either (a cancel) stops every row;
+    it is kept in `raised` for the caller to raise once generate() has returned."""
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers import StoppingCriteria
 
-    class BlankLineStop(StoppingCriteria):
+    class BatchFollower(StoppingCriteria):
+        def __init__(self) -> None:
+            self.ended: set[int] = set()
+            self.raised: Exception | None = None
+
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-            texts = tokenizer.batch_decode(input_ids[:, prompt_length:], skip_special_tokens=True)
-            return torch.tensor([completion_ended(text) for text in texts], dtype=torch.bool, device=input_ids.device)
+            rows = input_ids.shape[0]
+            if self.raised is not None:
+                return torch.ones(rows, dtype=torch.bool, device=input_ids.device)
+            generated = input_ids[:, prompt_length:]
+            last = generated[:, -1].tolist()
+            stop = [False] * rows
+            try:
+                for row in range(rows):
+                    if row in self.ended:
+                        continue
+                    tokens = None
+                    if last[row] not in stops and text_ended is not None:
+                        tokens = generated[row].tolist()
+                    if last[row] in stops or (tokens is not None and text_ended(tokens)):
+                        self.ended.add(row)
+                        stop[row] = True
+                        on_end(row, tokens if tokens is not None else generated[row].tolist())
+                share = min(1.0, generated.shape[1] / max_new_tokens)
+                on_progress(len(self.ended) + (rows - len(self.ended)) * share)
+            except Exception as error:  # kept, and raised by the caller once generate() has returned
+                self.raised = error
+                return torch.ones(rows, dtype=torch.bool, device=input_ids.device)
+            return torch.tensor(stop, dtype=torch.bool, device=input_ids.device)
 
-    return StoppingCriteriaList([BlankLineStop()])
+    return BatchFollower()

@@ -8,7 +8,8 @@ responses; those end the item with an error and the batch goes on.
 Concurrency: generate() runs the requests of one batch on a thread pool of at most config.concurrency threads
 sharing one client (the sync client and its connection pool are thread-safe), so at most that many requests are
 in flight; each keeps its own retry loop and backoff. The pool lives for one generate() call only: the job loop
-checks cancellation and the cost cap between batches, and nothing of a batch is still running when it does.
+checks the cost cap between batches, and nothing of a batch is still running when it does; a watch, given each
+result as it comes back (in request order), may stop the rest of the batch (a cancel).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import openai
 from django.conf import settings
 
-from .base import GenerationRequest, GenerationResult, token_cost
+from .base import GenerationRequest, GenerationResult, GenerationWatch, token_cost
 
 if TYPE_CHECKING:
     from generation.models import ModelConfig
@@ -99,21 +100,26 @@ class OpenAIBackend:
             max_retries=0,
         )
 
-    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        """One result per request, in request order; an unexpected exception becomes that item's failure."""
+    def generate(self, requests: list[GenerationRequest], watch: GenerationWatch | None = None
+                 ) -> list[GenerationResult]:
+        """One result per request, in request order; an unexpected exception becomes that item's failure. A watch
+        is given each result in request order as the calls come back (GenerationCancelled from it stops the rest)."""
         workers = _worker_count(self.config, len(requests))
         if workers <= 1:  # no thread for one request or concurrency 1: the serial path stays as it was
-            return [self._complete_guarded(request, None) for request in requests]
+            return [self._watched(self._complete_guarded(request, None), watch, done)
+                    for done, request in enumerate(requests, start=1)]
         stop = threading.Event()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-request")
         interrupted = False
         try:
             futures = [pool.submit(self._complete_guarded, request, stop) for request in requests]
-            return [self._outcome(future, request) for future, request in zip(futures, requests, strict=True)]
+            return [self._watched(self._outcome(future, request), watch, done)
+                    for done, (future, request) in enumerate(zip(futures, requests, strict=True), start=1)]
         except BaseException:
-            # The caller is being interrupted (KeyboardInterrupt, SystemExit at a worker shutdown): requests not
-            # yet started must not start and those in flight must not retry; their results are dropped, so the
-            # items stay pending and run on the next delivery, as an interrupted serial call would leave them.
+            # The caller is being interrupted (KeyboardInterrupt, SystemExit at a worker shutdown, a cancel from the
+            # watch): requests not yet started must not start and those in flight must not retry; their results
+            # are dropped, so the items stay pending and run on the next delivery, as an interrupted serial call
+            # would leave them.
             interrupted = True
             stop.set()
             raise
@@ -121,6 +127,13 @@ class OpenAIBackend:
             # Normally every future is done here and this returns at once; interrupted, it does not wait for the
             # requests in flight (each ends within timeout_seconds).
             pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
+
+    @staticmethod
+    def _watched(result: GenerationResult, watch: GenerationWatch | None, done: int) -> GenerationResult:
+        if watch is not None:
+            watch.result(result)
+            watch.progress(done)
+        return result
 
     def _outcome(self, future: Future[GenerationResult], request: GenerationRequest) -> GenerationResult:
         try:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from generation.checks import script_share
 from generation.prompts import age_phrase, patient_draw
 
-from .base import GenerationRequest, GenerationResult, PlanInputs
+from .base import GenerationRequest, GenerationResult, GenerationWatch, PlanInputs
 
 if TYPE_CHECKING:
     from generation.models import ModelConfig
@@ -154,8 +154,15 @@ class TemplateBackend:
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
 
-    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        return [self._fill(request) for request in requests]
+    def generate(self, requests: list[GenerationRequest], watch: GenerationWatch | None = None
+                 ) -> list[GenerationResult]:
+        results = []
+        for done, request in enumerate(requests, start=1):
+            results.append(self._fill(request))
+            if watch is not None:
+                watch.result(results[-1])
+                watch.progress(done)
+        return results
 
     def _fill(self, request: GenerationRequest) -> GenerationResult:
         started = time.perf_counter()

@@ -38,8 +38,8 @@ from generation.models import ModelConfig
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.jobs import job_send_on_commit
-from medsyn_site.core.models import AuditEvent, JobStatus
-from medsyn_site.core.progress import Progress
+from medsyn_site.core.models import AuditEvent, JobPhase, JobStatus
+from medsyn_site.core.progress import Progress, ProgressRecorder
 
 from .instruction_sets import PROMPT_STYLE_COMPLETION, instruction_set_prompt_style
 from .lora import (
@@ -246,10 +246,12 @@ class JobRecorder:
     """The engine's callbacks for one job: run facts, the metrics curve, progress and the checkpoint step on the
     job row; cancel read back from it between steps."""
 
-    def __init__(self, job: FineTuneJob, *, progress: Progress | None = None) -> None:
+    def __init__(self, job: FineTuneJob, *, progress: Progress | None = None,
+                 activity: ProgressRecorder | None = None) -> None:
         self.job_id = job.pk
         self.metrics: list[dict] = list(job.metrics)
         self.progress = progress
+        self.activity = activity  # the job's phase and its steps over time (rate and ETA on the page)
         self._last_beat = time.monotonic()
 
     def on_start(self, run: RunStart) -> None:
@@ -263,6 +265,9 @@ class JobRecorder:
         _job_update(self.job_id, run_info={**run.as_dict(), "resumes": resumes}, device=run.device,
                     dtype=run.dtype, metrics=self.metrics, progress_total=run.total_steps,
                     progress_done=run.resumed_from, checkpoint_step=run.resumed_from, step=gettext_noop("Training"))
+        if self.activity:
+            self.activity.phase_set(JobPhase.RUNNING)
+            self.activity.in_flight(run.resumed_from, run.total_steps)
         if self.progress:
             self.progress(run.resumed_from, run.total_steps)
 
@@ -276,6 +281,8 @@ class JobRecorder:
             fields["checkpoint_step"] = report.checkpoint_step
         _job_update(self.job_id, **fields)
         self._last_beat = time.monotonic()
+        if self.activity:
+            self.activity.in_flight(report.step, report.total_steps)
         if self.progress:
             self.progress(report.step, report.total_steps)
 
@@ -313,14 +320,17 @@ def finetune_job_run(job_id: int, *, progress: Progress | None = None) -> None:
     if job is None or not job.mark_running():
         return
     _job_update(job_id, step=gettext_noop("Loading the model and the records"))
-    recorder = JobRecorder(job, progress=progress)
     prompt_format = finetune_prompt_format(job.base_config, job.instruction_set)
     try:
-        train, validation = instruction_set_records(job.instruction_set)
-        result = lora_train(base=job.base_config, train=train, validation=validation, settings=job_settings(job),
-                            output_dir=job_output_dir(job), on_start=recorder.on_start, on_step=recorder.on_step,
-                            on_micro_batch=recorder.on_micro_batch, should_stop=recorder.should_stop,
-                            prompt_format=prompt_format)
+        with ProgressRecorder(job, min_interval=0) as activity:
+            activity.phase_set(JobPhase.LOADING_MODEL)  # until the engine starts (JobRecorder.on_start)
+            recorder = JobRecorder(job, progress=progress, activity=activity)
+            train, validation = instruction_set_records(job.instruction_set)
+            result = lora_train(base=job.base_config, train=train, validation=validation,
+                                settings=job_settings(job), output_dir=job_output_dir(job),
+                                on_start=recorder.on_start, on_step=recorder.on_step,
+                                on_micro_batch=recorder.on_micro_batch, should_stop=recorder.should_stop,
+                                prompt_format=prompt_format)
     except (CheckpointMismatch, ValueError, OSError) as error:  # the data, the files or the settings: no retry helps
         logger.warning("fine-tuning failed", extra={"job_id": job_id}, exc_info=True)
         _fail(job, error)

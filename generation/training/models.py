@@ -61,6 +61,8 @@ class InstructionSetBuild(BackgroundJob):
     (bench/bench_instruction_set.py). parameters: the request (instruction_sets.InstructionSetRequest) with the
     template ids resolved when it was made. Progress in notes; the set's status follows the build's end."""
 
+    progress_unit = "notes"
+
     instruction_set = models.OneToOneField(InstructionSet, on_delete=models.CASCADE, related_name="build")
     parameters = models.JSONField(default=dict)
 
@@ -87,6 +89,8 @@ class FineTuneJob(BackgroundJob):
     metrics past it are dropped then, so no step is listed twice). run_info holds the facts of the run (device,
     dtype, records used and skipped, target modules, parameters, warnings). A finished job registers result_config:
     the base model plus the adapter, usable by generation jobs at once."""
+
+    progress_unit = "steps"
 
     base_config = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="finetune_jobs")
     instruction_set = models.ForeignKey(InstructionSet, on_delete=models.PROTECT, related_name="finetune_jobs")

@@ -92,19 +92,6 @@ def loss_curve_svg(metrics: list[dict], *, title: str, width: int = 560, height:
                        width, height, title, title, _joined(parts))
 
 
-def duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return _("%(h)d h %(m)02d min") % {"h": hours, "m": minutes}
-    if minutes:
-        return _("%(m)d min %(s)02d s") % {"m": minutes, "s": secs}
-    return _("%(s)d s") % {"s": secs}
-
-
 # --- Pages --------------------------------------------------------------------------------------------------------
 
 @_generation
@@ -143,7 +130,6 @@ def job_context(job: FineTuneJob) -> dict:
     adapter = job_output_dir(job) / ADAPTER
     return {
         "job": job, "last": last, "last_val": validation[-1] if validation else None,
-        "eta": duration_text(last.get("eta_seconds")) if last and not job.finished else "",
         "curve": loss_curve_svg(job.metrics, title=_("Loss of %(name)s") % {"name": job.name}),
         "adapter_ready": job.status == "done" and adapter.is_dir(),
         "warnings": job.run_info.get("warnings", []),

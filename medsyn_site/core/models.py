@@ -46,6 +46,7 @@ class AuditEvent(models.TextChoices):
     CANCEL_GENERATION_JOB = "cancel_generation_job", _("Generation job cancelled")
     RESUME_GENERATION_JOB = "resume_generation_job", _("Generation job resumed")
     START_SYMPTOM_EXTRACTION = "start_symptom_extraction", _("Symptom extraction started")
+    CANCEL_SYMPTOM_EXTRACTION = "cancel_symptom_extraction", _("Symptom extraction cancelled")
     ACCEPT_SYMPTOM_PROPOSAL = "accept_symptom_proposal", _("Symptom proposal accepted")
     REJECT_SYMPTOM_PROPOSAL = "reject_symptom_proposal", _("Symptom proposal rejected")
     IMPORT_NOTES = "import_notes", _("Notes imported")
@@ -94,6 +95,16 @@ class JobStatus(models.TextChoices):
 FINISHED_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
+class JobPhase(models.TextChoices):
+    """What an unfinished job is doing: waiting for a worker, loading its model, working through its units, or
+    finishing (every unit counted: writing files, checksums, the outcome). JobActivity stores the running job's."""
+
+    QUEUED = "queued", _("Queued")
+    LOADING_MODEL = "loading_model", _("Loading the model")
+    RUNNING = "running", _("Running")
+    FINISHING = "finishing", _("Finishing")
+
+
 class BackgroundJob(models.Model):
     """A unit of work a Celery worker (or a management command) runs, with its progress for the page to poll.
 
@@ -117,6 +128,8 @@ class BackgroundJob(models.Model):
 
     # A queued or running job with no sign of life for this long has lost its worker or its message.
     STALLED_AFTER = timedelta(minutes=10)
+    # What progress_done counts, for the progress line ("3 of 6 notes"): a key of core.progress.PROGRESS_UNITS.
+    progress_unit = "items"
 
     class Meta:
         abstract = True
@@ -181,3 +194,27 @@ class UploadJob(BackgroundJob):
     @property
     def upload_deleted(self) -> bool:
         return self.finished and not self.upload and not getattr(self, "file_path", "")
+
+
+class JobActivity(models.Model):
+    """What a running job is doing right now, beside its row: one per job of any job model (job_model is the model's
+    label, "generation.generationjob"). phase: a JobPhase value ("" while it simply runs); done: its progress in its
+    own units, with the fraction of those under way (a batch of notes part-way through its tokens); samples: recent
+    [unix time, done] pairs, newest last, from which core.progress computes the rate and the ETA.
+
+    Written only by core.progress.ProgressRecorder (outside the caller's transaction), read by job_progress. It lives
+    apart from BackgroundJob so that no job model needs a migration for it; a job that runs again (resumed, sent
+    again) starts its samples afresh at its recorder's first write."""
+
+    job_model = models.CharField(max_length=100)
+    job_id = models.PositiveBigIntegerField()
+    phase = models.CharField(max_length=16, choices=JobPhase.choices, blank=True, default="")
+    done = models.FloatField(null=True, blank=True)
+    samples = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job_model", "job_id"], name="job_activity_once_per_job")]
+
+    def __str__(self) -> str:
+        return f"{self.job_model}#{self.job_id} {self.phase or 'running'}"

@@ -184,3 +184,39 @@ def tiny_model_config(db, tiny_model_dir):
     return ModelConfig.objects.create(name="tiny-local", backend=ModelConfig.Backend.LOCAL,
                                       model_path=str(tiny_model_dir), temperature=1.0, top_p=1.0, max_new_tokens=8,
                                       batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def scripted_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model rewired to write a fixed chain greedily: after ":" (a lead-in's end) or the end of an Alpaca
+    prompt, "н", "а", a blank line, then "т", ":" and round again. Attention and MLP outputs are zeroed, so each next
+    token depends on the last one only: one-hot embeddings, and the output row of each successor points at its
+    predecessor's dimension."""
+    import itertools
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from generation.prompts import alpaca_wrap
+
+    target = tmp_path_factory.mktemp("scripted-model")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.add_tokens(["\n\n"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model.resize_token_embeddings(len(tokenizer))
+    [colon], [en], [a], [te] = (tokenizer(text)["input_ids"] for text in (":", "н", "а", "т"))
+    chain = [colon, en, a, tokenizer.convert_tokens_to_ids("\n\n"), te, colon]
+    alpaca_end = tokenizer(alpaca_wrap("", ""))["input_ids"][-1]
+    assert alpaca_end not in chain
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight.zero_()
+        model.lm_head.weight.zero_()
+        for dimension, (token, successor) in enumerate([*itertools.pairwise(chain), (alpaca_end, en)]):
+            model.model.embed_tokens.weight[token, dimension] = 1.0
+            model.lm_head.weight[successor, dimension] = 10.0
+    model.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    return target

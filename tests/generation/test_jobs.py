@@ -42,14 +42,19 @@ class FakeBackend:
         self.batches: list[list[str]] = []
         self.fail_keys, self.text, self.cost, self.on_batch = fail_keys, text, cost, on_batch
 
-    def generate(self, requests):
+    def generate(self, requests, watch=None):
         self.batches.append([r.key for r in requests])
         if self.on_batch:
             self.on_batch(len(self.batches))
-        return [GenerationResult(key=r.key, error="injected failure") if r.key in self.fail_keys else
-                GenerationResult(key=r.key, text=self.text or NOTE_TEXT.format(i=r.key), prompt_tokens=10,
-                                 completion_tokens=20, latency_s=0.01, cost=self.cost)
-                for r in requests]
+        results = [GenerationResult(key=r.key, error="injected failure") if r.key in self.fail_keys else
+                   GenerationResult(key=r.key, text=self.text or NOTE_TEXT.format(i=r.key), prompt_tokens=10,
+                                    completion_tokens=20, latency_s=0.01, cost=self.cost)
+                   for r in requests]
+        for done, result in enumerate(results, start=1):
+            if watch is not None:
+                watch.result(result)
+                watch.progress(done)
+        return results
 
 
 @pytest.fixture
@@ -172,14 +177,17 @@ def test_nothing_ran_means_failed(tiny_graph, real_notes, api_config, monkeypatc
     assert job.status == "failed" and job.failed == 6 and job.error
 
 
-def test_cancel_between_batches_and_budget_cap(tiny_graph, real_notes, api_config, monkeypatch):
+def test_cancel_stops_the_running_batch_at_the_next_item_and_the_budget_cap(tiny_graph, real_notes, api_config,
+                                                                             monkeypatch):
+    monkeypatch.setattr(jobs, "PROGRESS_INTERVAL_SECONDS", 0)  # a check after every item
     job = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False)
     monkeypatch.setattr(jobs, "backend_for", lambda config: FakeBackend(
-        on_batch=lambda n: do_cancel_job(job=job, actor=None) if n == 1 else None))
+        on_batch=lambda n: do_cancel_job(job=job, actor=None) if n == 2 else None))
     job_execute(job.pk)
     job.refresh_from_db()
-    assert job.status == "cancelled" and job.ok == 2 and job.items.filter(status="pending").count() == 4
-    assert (job.progress_done, job.percent) == (2, 33)
+    # cancelled as the second batch began: its first item was recorded, then the check after it stopped the batch
+    assert job.status == "cancelled" and job.ok == 3 and job.items.filter(status="pending").count() == 3
+    assert (job.progress_done, job.percent) == (3, 50)
 
     capped = do_create_job(request=_request(), model_config=api_config, actor=None, enqueue=False,
                            budget_cap=Decimal("0.05"))

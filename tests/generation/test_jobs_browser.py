@@ -27,7 +27,7 @@ def test_generate_from_a_code_page(celery_workers, tiny_graph, real_notes, tiny_
     expect(page.locator("h1")).to_contain_text("Generation job")
     expect(page.locator("[data-testid=job-status]")).to_have_text("Done", timeout=60_000)
     expect(page.locator("[data-testid=job-progress]")).to_have_attribute("aria-valuenow", "100")
-    expect(page.locator("[data-testid=throughput]")).to_contain_text("items/s")
+    expect(page.locator("[data-testid=job-rate]")).to_contain_text("items/s")
     page.click("[data-testid=open-notes]")
     rows = page.locator("[data-testid=notes] tbody tr")
     expect(rows.first).to_contain_text("tiny-local")
