@@ -1,16 +1,37 @@
 from django.contrib import admin, messages
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
-from .models import GenerationItem, GenerationJob, ModelConfig, Note, PromptTemplate
+from medsyn_site.admin import AuditedInline, AuditedModelAdmin
+
+from .models import GenerationItem, GenerationJob, ModelConfig, Note, NoteVersion, PromptTemplate
 from .services import prompt_template_revise
 
 
+class NoteVersionInline(AuditedInline):
+    model = NoteVersion
+    fields = ["version", "edited_by", "replaced_at", "edit_reason", "text"]
+    readonly_fields = fields
+    ordering = ["version"]
+    verbose_name = _("earlier version")
+    verbose_name_plural = _("earlier versions (each replaced by the edit of the user named)")
+
+
 @admin.register(Note)
-class NoteAdmin(admin.ModelAdmin):
-    list_display = ["id", "origin", "icd_code", "language", "source_dataset", "split", "created_at"]
-    list_filter = ["origin", "language", "source_dataset", "split", "icd_category"]
-    search_fields = ["text", "icd_code", "content_hash"]
-    readonly_fields = ["content_hash", "created_at"]
+class NoteAdmin(AuditedModelAdmin):
+    """Read-only: a note's text changes only by a curator's edit (a new version, audited) and its review state, flags
+    and override only by the curation actions; "View on site" opens the note where those actions are."""
+
+    list_display = ["id", "origin", "icd_code", "version", "language", "source_dataset", "split", "created_at"]
+    list_filter = ["origin", "language", "source_dataset", "split"]
+    search_fields = ["=id", "icd_code", "content_hash", "text"]
+    inlines = [NoteVersionInline]
+
+    def view_on_site(self, note: Note) -> str | None:
+        if note.origin == Note.Origin.SYNTHETIC:
+            return reverse("curation:curation_note", args=[note.pk])
+        return None
 
 
 @admin.register(PromptTemplate)
@@ -35,7 +56,8 @@ class PromptTemplateAdmin(admin.ModelAdmin):
         revised = prompt_template_revise(template=original, system_text=obj.system_text, user_text=obj.user_text,
                                          author=request.user)
         obj.pk = revised.pk
-        messages.info(request, f"Saved as {revised} (earlier versions are kept unchanged).")
+        messages.info(request, _("Saved as %(template)s (earlier versions are kept unchanged).")
+                      % {"template": revised})
 
     def has_delete_permission(self, request: HttpRequest, obj: PromptTemplate | None = None) -> bool:
         return False  # notes point at the exact version they used
@@ -51,38 +73,26 @@ class ModelConfigAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "backend", "prompt_format", "languages", "licence", "licence_url", "description"]}),
         # A job sends batch_size requests at a time and waits for all of them (the cost cap is checked between
         # batches), so at most min(concurrency, batch_size) requests are ever in flight.
-        ("API", {"fields": ["base_url", "api_model", "concurrency", "timeout_seconds", "max_retries",
-                            "backoff_initial_seconds", "backoff_max_seconds", "price_per_1k_tokens"],
-                 "description": "Requests in flight per job: the smaller of concurrency and batch size."}),
-        ("Local", {"fields": ["model_path", "gguf_file", "adapter_path", "revision", "dtype", "device",
-                              "batch_size"]}),
-        ("Sampling", {"fields": ["temperature", "top_p", "max_new_tokens"]}),
+        (_("API"), {"fields": ["base_url", "api_model", "concurrency", "timeout_seconds", "max_retries",
+                               "backoff_initial_seconds", "backoff_max_seconds", "price_per_1k_tokens"],
+                    "description": _("Requests in flight per job: the smaller of concurrency and batch size.")}),
+        (_("Local"), {"fields": ["model_path", "gguf_file", "adapter_path", "revision", "dtype", "device",
+                                 "batch_size"]}),
+        (_("Sampling"), {"fields": ["temperature", "top_p", "max_new_tokens"]}),
     ]
 
 
-class GenerationItemInline(admin.TabularInline):
+class GenerationItemInline(AuditedInline):
     model = GenerationItem
     fields = ["index", "category", "status", "error", "note", "attempts", "latency_s"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(GenerationJob)
-class GenerationJobAdmin(admin.ModelAdmin):
-    """Read-only: jobs are created, cancelled and resumed through the generation pages and API."""
+class GenerationJobAdmin(AuditedModelAdmin):
+    """Read-only: jobs are created, cancelled and resumed through the generation pages and API (audited)."""
 
     list_display = ["id", "status", "model_config", "prompt_template", "planned", "ok", "failed", "skipped",
                     "created_by", "created_at"]
     list_filter = ["status", "model_config"]
     inlines = [GenerationItemInline]
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False

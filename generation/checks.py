@@ -6,6 +6,10 @@ Example precision is the share of the note's content lemmas found in the example
 minimum is optional). Near copy of the example uses character 5-gram Jaccard and the longest common
 substring; memorisation of any real note is generation.memorisation's definition.
 note_checks_run is the one entry point for a generated note, at generation and after every edit.
+
+Each score and each reason a note fails has its words here too (CHECK_SCORES, FAILURES): a note's metadata keeps the
+scores by name and the reasons as English sentences (releases and exports read them), with each failure's code and
+values beside them, so that a page shows both in the reader's language (check_scores_shown, check_reasons_shown).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from medsyn_site.core.text import content_lemmas, words
 
@@ -24,12 +31,78 @@ if TYPE_CHECKING:
 LATIN_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
 CYRILLIC = re.compile(r"[А-Яа-яЁё]")
 LETTER = re.compile(r"[^\W\d_]")
+# By name: the English name a note's reasons keep, and the msgid its page translates.
 ARTIFACT_PATTERNS: dict[str, re.Pattern[str]] = {
-    "AI self-reference": re.compile(r"\bas an ai\b|\bas a (large )?language model\b|\bi am an ai\b|"
-                                    r"как (языковая модель|искусственный интеллект|ии\b)", re.IGNORECASE),
-    "preamble 'Here is'": re.compile(r"^\s*(here is|here's|here are)\b", re.IGNORECASE),
-    "preamble 'Вот'": re.compile(r"^\s*вот\b", re.IGNORECASE),
-    "prompt markup": re.compile(r"###|<\|[a-z_]+\|>|\b(Задание|Вход|Ответ):", re.IGNORECASE),
+    gettext_noop("AI self-reference"): re.compile(r"\bas an ai\b|\bas a (large )?language model\b|\bi am an ai\b|"
+                                                  r"как (языковая модель|искусственный интеллект|ии\b)", re.IGNORECASE),
+    gettext_noop("preamble 'Here is'"): re.compile(r"^\s*(here is|here's|here are)\b", re.IGNORECASE),
+    gettext_noop("preamble 'Вот'"): re.compile(r"^\s*вот\b", re.IGNORECASE),
+    gettext_noop("prompt markup"): re.compile(r"###|<\|[a-z_]+\|>|\b(Задание|Вход|Ответ):", re.IGNORECASE),
+}
+
+
+@dataclass(frozen=True)
+class CheckScore:
+    """What a score of CheckReport.scores is, in words: a label, a sentence for who wants to know more, and how its
+    value is written (share: a percentage; similarity: two decimals; count; note: a note's id)."""
+
+    label: str
+    description: str
+    kind: str
+
+
+CHECK_SCORES: dict[str, CheckScore] = {
+    "words": CheckScore(gettext_lazy("Length in words"), gettext_lazy(
+        "Words in the note; shorter than the job's minimum or longer than its maximum fails."), "count"),
+    "script_share": CheckScore(gettext_lazy("Letters in the note's alphabet"), gettext_lazy(
+        "Share of the letters in the alphabet of the note's language (Cyrillic for Russian, Latin otherwise)."),
+        "share"),
+    "symptom_recall": CheckScore(gettext_lazy("Symptoms mentioned"), gettext_lazy(
+        "Share of the sampled symptoms the note mentions in any word form (the paper's threshold is 65%)."), "share"),
+    "example_precision": CheckScore(gettext_lazy("Words shared with the example"), gettext_lazy(
+        "Share of the note's content words that also occur in the example note."), "share"),
+    "example_jaccard": CheckScore(gettext_lazy("Overlap with the example"), gettext_lazy(
+        "Character 5-gram similarity with the example note, from 0 to 1; above the maximum the note is a near copy."),
+        "similarity"),
+    "example_substring_share": CheckScore(gettext_lazy("Longest passage copied from the example"), gettext_lazy(
+        "The longest passage the note shares with the example, as a share of the note's length."), "share"),
+    "bertscore_recall": CheckScore(gettext_lazy("Symptoms covered (BERTScore)"), gettext_lazy(
+        "BERTScore recall of the sampled symptoms in the note, from 0 to 1."), "similarity"),
+    "bertscore_precision": CheckScore(gettext_lazy("Closeness to the example (BERTScore)"), gettext_lazy(
+        "BERTScore precision of the note against the example note, from 0 to 1."), "similarity"),
+    "memorisation_longest_run": CheckScore(gettext_lazy("Longest passage shared with a real note"), gettext_lazy(
+        "The longest run of words the note shares with any real note."), "count"),
+    "memorisation_near_copy": CheckScore(gettext_lazy("Copied from the closest real note"), gettext_lazy(
+        "Share of the note's word n-grams found in the closest real note."), "share"),
+    "closest_real_note": CheckScore(gettext_lazy("Closest real note"), gettext_lazy(
+        "The real note that shares the most with this one."), "note"),
+    "prompt_echo_chars": CheckScore(gettext_lazy("Prompt wording repeated"), gettext_lazy(
+        "Characters of the prompt's own instructions the note repeats (its inputs, symptoms and example, excepted)."),
+        "count"),
+    "english_words": CheckScore(gettext_lazy("Leftover English words"), gettext_lazy(
+        "Latin-script words in a Russian note, abbreviations and units excepted."), "count"),
+}
+
+# Why a note fails, by code: the English sentence kept in its reasons and the msgid of its page, with the same named
+# values (numbers already written as the note's reasons write them).
+FAILURES: dict[str, str] = {
+    "too_short": gettext_noop("too short: %(words)s words (minimum %(minimum)s)"),
+    "too_long": gettext_noop("too long: %(words)s words (maximum %(maximum)s)"),
+    "wrong_language_cyrillic": gettext_noop(
+        "wrong language: %(share)s of letters in the Cyrillic alphabet (minimum %(minimum)s)"),
+    "wrong_language_latin": gettext_noop(
+        "wrong language: %(share)s of letters in the Latin alphabet (minimum %(minimum)s)"),
+    "symptom_recall": gettext_noop("symptom recall %(recall)s below %(minimum)s; missing: %(missing)s"),
+    "example_precision": gettext_noop("example precision %(precision)s below %(minimum)s"),
+    "near_copy": gettext_noop(
+        "near copy of the example (5-gram Jaccard %(jaccard)s, longest shared run %(share)s of the note)"),
+    "bertscore_recall": gettext_noop("BERTScore recall of the symptoms %(recall)s below %(minimum)s"),
+    "bertscore_precision": gettext_noop("BERTScore precision against the example %(precision)s below %(minimum)s"),
+    "memorised": gettext_noop("memorised real note %(note)s (longest shared run %(words)s words, %(share)s of the "
+                              "note's word %(n)s-grams in it)"),
+    "prompt_echo": gettext_noop("prompt echo: %(chars)s characters of the prompt's wording repeated"),
+    "artifact": gettext_noop("artifact: %(name)s"),
+    "english_words": gettext_noop("artifact: leftover English words: %(words)s"),
 }
 
 
@@ -72,12 +145,19 @@ class CheckReport:
 
     scores: dict[str, float | int | None] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)  # {"code": a FAILURES code, its values}, by reason
     symptoms_found: list[str] = field(default_factory=list)
     symptoms_missing: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return not self.reasons
+
+    def fail(self, code: str, **values: object) -> None:
+        """A reason the note fails: its English sentence in reasons, its code and values in failures."""
+        written = {name: str(value) for name, value in values.items()}
+        self.reasons.append(FAILURES[code] % written)
+        self.failures.append({"code": code, **written})
 
     def as_dict(self) -> dict:
         return {**asdict(self), "passed": self.passed}
@@ -164,20 +244,21 @@ def note_check(
     """Every check on one note; report.passed is False with a reason for each threshold missed."""
     limits = thresholds or CheckThresholds()
     report = CheckReport()
-    scores, reasons = report.scores, report.reasons
+    scores = report.scores
 
     word_count = len(words(note))
     scores["words"] = word_count
     if word_count < limits.words_min:
-        reasons.append(f"too short: {word_count} words (minimum {limits.words_min})")
+        report.fail("too_short", words=word_count, minimum=limits.words_min)
     if word_count > limits.words_max:
-        reasons.append(f"too long: {word_count} words (maximum {limits.words_max})")
+        report.fail("too_long", words=word_count, maximum=limits.words_max)
 
     share = script_share(note, language)
     scores["script_share"] = round(share, 4)
     share_min = limits.cyrillic_share_min if language == "ru" else limits.latin_share_min
     if share < share_min:
-        reasons.append(f"wrong language: {share:.0%} of letters in the {language} script (minimum {share_min:.0%})")
+        report.fail("wrong_language_cyrillic" if language == "ru" else "wrong_language_latin", share=f"{share:.0%}",
+                    minimum=f"{share_min:.0%}")
 
     if symptoms:
         recall, found = symptom_recall(note, symptoms, lemma_share_min=limits.symptom_lemma_share_min)
@@ -185,8 +266,8 @@ def note_check(
         report.symptoms_found = found
         report.symptoms_missing = [s for s in symptoms if s not in found]
         if recall < limits.symptom_recall_min:
-            reasons.append(f"symptom recall {recall:.2f} below {limits.symptom_recall_min:.2f}; missing: "
-                           + "; ".join(report.symptoms_missing))
+            report.fail("symptom_recall", recall=f"{recall:.2f}", minimum=f"{limits.symptom_recall_min:.2f}",
+                        missing="; ".join(report.symptoms_missing))
 
     if example.strip():
         precision = example_precision(note, example)
@@ -195,22 +276,22 @@ def note_check(
         scores.update(example_precision=round(precision, 4), example_jaccard=round(jaccard, 4),
                       example_substring_share=round(substring_share, 4))
         if limits.example_precision_min is not None and precision < limits.example_precision_min:
-            reasons.append(f"example precision {precision:.2f} below {limits.example_precision_min:.2f}")
+            report.fail("example_precision", precision=f"{precision:.2f}",
+                        minimum=f"{limits.example_precision_min:.2f}")
         if jaccard > limits.near_copy_jaccard_max or substring_share > limits.near_copy_substring_share_max:
-            reasons.append(f"near copy of the example (5-gram Jaccard {jaccard:.2f}, "
-                           f"longest shared run {substring_share:.0%} of the note)")
+            report.fail("near_copy", jaccard=f"{jaccard:.2f}", share=f"{substring_share:.0%}")
 
     if scorer is not None and symptoms:
         recall = scorer.score(note, "; ".join(symptoms)).recall
         scores["bertscore_recall"] = round(recall, 4)
         if recall < limits.bertscore_recall_min:
-            reasons.append(f"BERTScore recall of the symptoms {recall:.2f} below {limits.bertscore_recall_min:.2f}")
+            report.fail("bertscore_recall", recall=f"{recall:.2f}", minimum=f"{limits.bertscore_recall_min:.2f}")
     if scorer is not None and example.strip():
         precision = scorer.score(note, example).precision
         scores["bertscore_precision"] = round(precision, 4)
         if precision < limits.bertscore_precision_min:
-            reasons.append(f"BERTScore precision against the example {precision:.2f} below "
-                           f"{limits.bertscore_precision_min:.2f}")
+            report.fail("bertscore_precision", precision=f"{precision:.2f}",
+                        minimum=f"{limits.bertscore_precision_min:.2f}")
 
     if real_notes is not None:
         memorisation = real_notes.check(note)
@@ -218,23 +299,22 @@ def note_check(
                       memorisation_near_copy=round(memorisation.near_copy, 4),
                       closest_real_note=memorisation.real_note_id)
         if memorisation.flagged(real_notes.thresholds):
-            reasons.append(f"memorised real note {memorisation.real_note_id} (longest shared run "
-                           f"{memorisation.longest_ngram} words, {memorisation.near_copy:.0%} of the note's word "
-                           f"{real_notes.thresholds.anchor_words}-grams in it)")
+            report.fail("memorised", note=memorisation.real_note_id, words=memorisation.longest_ngram,
+                        share=f"{memorisation.near_copy:.0%}", n=real_notes.thresholds.anchor_words)
 
     if prompt.strip():
         echo = prompt_echo(note, prompt, inputs=[example, *(symptoms or [])])
         scores["prompt_echo_chars"] = echo
         if echo >= limits.prompt_echo_chars_min:
-            reasons.append(f"prompt echo: {echo} characters of the prompt's wording repeated")
+            report.fail("prompt_echo", chars=echo)
 
-    found_artifacts = artifacts(note)
+    for name in artifacts(note):
+        report.fail("artifact", name=name)
     if language == "ru":
         leftovers = english_words(note, limits.allowed_latin_words)
         scores["english_words"] = len(leftovers)
         if len(leftovers) > limits.english_words_max:
-            found_artifacts.append("leftover English words: " + ", ".join(leftovers[:10]))
-    reasons.extend(f"artifact: {name}" for name in found_artifacts)
+            report.fail("english_words", words=", ".join(leftovers[:10]))
     return report
 
 
@@ -264,3 +344,66 @@ def note_checks_run(
         thresholds=CheckThresholds.from_dict(provenance.get("check_thresholds") or {}),
         real_notes=real_notes, scorer=scorer,
     ).as_dict()
+
+
+@dataclass(frozen=True)
+class ScoreShown:
+    """One score of a note's checks as a page shows it: name (the key kept in its metadata), label, description and
+    the value written for a reader."""
+
+    name: str
+    label: str
+    description: str
+    value: str
+
+
+def check_scores_shown(checks: dict[str, Any] | None) -> list[ScoreShown]:
+    """The scores of a note's stored checks (metadata["checks"]) in words, in the order they were measured; a score
+    this version does not know keeps its name as its label."""
+    scores = (checks or {}).get("scores") or {}
+    shown = []
+    for name, value in scores.items() if isinstance(scores, dict) else ():
+        known = CHECK_SCORES.get(name)
+        label, description = (str(known.label), str(known.description)) if known else (name, "")
+        shown.append(ScoreShown(name=name, label=label, description=description,
+                                value=_score_written(value, known.kind if known else "")))
+    return shown
+
+
+def _score_written(value: Any, kind: str) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if kind == "share":
+        return f"{value:.0%}"
+    if kind == "similarity":
+        return f"{value:.2f}"
+    if kind == "note":
+        return _("note %(id)s") % {"id": value}
+    return str(value)
+
+
+def check_reasons_shown(checks: dict[str, Any] | None) -> list[str]:
+    """Why a note failed its checks, in the reader's language: each failure of metadata["checks"]["failures"] by
+    its code and values; a note checked before failures were kept (or with a code this version does not know) shows
+    its English reasons as stored."""
+    checks = checks or {}
+    reasons = [str(reason) for reason in checks.get("reasons") or []]
+    failures = checks.get("failures")
+    if not isinstance(failures, list) or len(failures) != len(reasons):
+        return reasons
+    shown = []
+    for failure, reason in zip(failures, reasons, strict=True):
+        code = failure.get("code") if isinstance(failure, dict) else None
+        if code not in FAILURES:
+            shown.append(reason)
+            continue
+        values = {name: str(value) for name, value in failure.items() if name != "code"}
+        if code == "artifact":
+            values["name"] = _(values.get("name", ""))
+        try:
+            shown.append(_(FAILURES[code]) % values)
+        except (KeyError, TypeError, ValueError):  # values stored by another version of the message
+            shown.append(reason)
+    return shown

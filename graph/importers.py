@@ -22,7 +22,7 @@ from medsyn_site.core.errors import InputError
 from medsyn_site.core.icd10 import icd_category, icd_label_for_key
 from medsyn_site.core.rumedbench import jsonl_objects, rumedtop3_read
 from medsyn_site.core.text import words
-from medsyn_site.core.textfile import CONTROL_IN_TEXT, csv_records, text_read
+from medsyn_site.core.textfile import CONTROL_IN_TEXT, csv_records, text_read_checked
 
 from .lexicon import SymptomLexicon
 from .payload import EdgeKey, GraphPayload
@@ -73,7 +73,9 @@ def icd10_ru_payload(path: Path, *, name: str | None = None) -> GraphPayload:
     (a code of unknown shape, an empty name, too few or many fields, broken quoting) is in payload.problems with the
     line it starts on. name: the file's name in messages (default path.name)."""
     payload = GraphPayload()
-    records = csv_records(text_read(path, name=name))
+    text, unreadable = text_read_checked(path, name=name)  # lines in another encoding: reported, parsing goes on
+    payload.problems.extend(unreadable)
+    records = csv_records(text)
     first = next(records, None)
     header = [h.strip() for h in first[1]] if first is not None and first[1] is not None else None
     if header not in RU_NAMES_HEADERS:
@@ -197,7 +199,8 @@ def generic_payload(path: Path, *, name: str | None = None) -> GraphPayload:
     payload.problems with its number (graph_import refuses the payload). name: the file's name in messages."""
     payload = GraphPayload()
     problems = payload.problems
-    # another encoding, a NUL or a control character: jsonl_objects raises InputError naming each line
+    # another encoding, a NUL or a control character: jsonl_objects reports each such line as a problem (the
+    # file-level one, such as the encoding it looks like, on line 0)
     for line, row, problem in jsonl_objects(path, name=name):
         if row is None:
             problems.append((line, problem))

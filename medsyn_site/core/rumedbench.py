@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from .errors import InputError
 from .icd10 import icd_code_clean
-from .textfile import CONTROL_IN_TEXT, text_read
+from .textfile import CONTROL_IN_TEXT, json_error_words, text_read_checked
 
 FIELDS = ("idx", "symptoms", "code")
 
@@ -34,19 +34,26 @@ def jsonl_objects(path: Path, *, name: str | None = None) -> Iterator[tuple[int,
     """(line number, object, "") for each JSON object line of a file, or (line number, None, problem); blank lines
     are skipped and a byte-order mark is ignored. The one JSONL reader of the product's imports.
 
-    The file is read by core.textfile.text_read: one that is not UTF-8 (it says what it looks like) or holds a NUL
-    or another control character raises InputError (named name, default path.name) with every bad line."""
-    text = text_read(path, name=name)
-    # The line ends text_read counts lines by (a JSON string may hold U+2028, which str.splitlines() would split).
+    The file is read by core.textfile.text_read_checked: a line that is not UTF-8 or holds a NUL or another control
+    character is a problem of its line (after a problem of line 0 that says what the file looks like when it is not
+    UTF-8), so that every bad line of a file is reported at once; a file that is not text at all raises InputError
+    (named name, default path.name). A line that is not valid JSON says why in words, with its column."""
+    text, problems = text_read_checked(path, name=name)
+    unreadable = dict(problems)
+    if 0 in unreadable:
+        yield 0, None, unreadable[0]
+    # The line ends text_read_checked counts lines by (a JSON string may hold U+2028, which str.splitlines() splits).
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     for number, line in enumerate(lines, start=1):
+        if number in unreadable:
+            yield number, None, unreadable[number]
+            continue
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            yield number, None, _("not valid JSON (%(error)s, column %(column)d)") % {"error": error.msg,
-                                                                                    "column": error.colno}
+            yield number, None, json_error_words(error)
             continue
         if not isinstance(record, dict):
             yield number, None, _("not a JSON object")
@@ -55,8 +62,8 @@ def jsonl_objects(path: Path, *, name: str | None = None) -> Iterator[tuple[int,
 
 
 def rumedtop3_rows(path: Path, *, name: str | None = None) -> Iterator[RuMedTop3Record | tuple[int, str]]:
-    """Each record of a RuMedTop3 jsonl file, or (line, problem) for a bad line; blank lines are skipped. name: the
-    file's name in messages (default path.name)."""
+    """Each record of a RuMedTop3 jsonl file, or (line, problem) for a bad line (line 0: a problem of the whole file);
+    blank lines are skipped. name: the file's name in messages (default path.name)."""
     for number, record, problem in jsonl_objects(path, name=name):
         if record is None:
             yield number, problem

@@ -1,15 +1,19 @@
 """Reading an uploaded text file: UTF-8, with or without a byte-order mark, and nothing else.
 
-A file in another encoding is refused with what it looks like ("cp1251 (Windows Cyrillic)", "UTF-16", a
+A file in another encoding is refused with what it looks like ("Windows-1251 (Cyrillic)", "UTF-16", a
 spreadsheet) and every line that is not UTF-8, so the person who uploaded it knows how to save it; a NUL or another
 control character (tab and line ends excepted) is refused with its line too: PostgreSQL text and FalkorDB queries
-cannot hold a NUL. csv_records reads CSV text with the line where each record starts and refuses broken quoting.
+cannot hold a NUL. text_read refuses such a file at once; text_read_checked leaves its bad lines empty and returns
+their problems, so that a parser reports them together with its own (every bad line of a file in one answer).
+csv_records reads CSV text with the line where each record starts and refuses broken quoting; json_error_words says
+what is wrong with a line of JSON, in words, with its column.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +35,22 @@ _BINARY_MAGIC = {
     b"\xd0\xcf\x11\xe0": gettext_noop("an old Excel (.xls) or Word file (export it as CSV, UTF-8)"),
     b"%PDF": gettext_noop("a PDF document"),
 }
-# Single-byte Cyrillic encodings: Russian text is mostly lower-case letters, and each of these puts them elsewhere.
-_CYRILLIC = {"cp1251": gettext_noop("cp1251 (Windows Cyrillic)"), "koi8_r": gettext_noop("KOI8-R (Cyrillic)"),
+# Single-byte Cyrillic encodings, named as office suites name them: Russian text is mostly lower-case letters, and
+# each of these puts them elsewhere.
+_CYRILLIC = {"cp1251": gettext_noop("Windows-1251 (Cyrillic)"), "koi8_r": gettext_noop("KOI8-R (Cyrillic)"),
              "cp866": gettext_noop("cp866 (DOS Cyrillic)")}
+# What json.JSONDecodeError.msg says (CPython's scanner), in words a person who edits the file can act on.
+_JSON_ERRORS = {
+    "Expecting value": gettext_noop("a value was expected here (a comma too many, or a word without quotes?)"),
+    "Expecting property name enclosed in double quotes": gettext_noop(
+        "a key in double quotes was expected here (a comma too many, or a key without quotes?)"),
+    "Expecting ':' delimiter": gettext_noop("a colon (:) was expected after the key"),
+    "Expecting ',' delimiter": gettext_noop("a comma (,) was expected between two items"),
+    "Unterminated string starting at": gettext_noop("the text in quotes that starts here is never closed"),
+    "Invalid \\escape": gettext_noop("an unknown escape after a backslash (write a backslash itself as \\\\)"),
+    "Invalid \\uXXXX escape": gettext_noop("a \\u escape needs four hexadecimal digits"),
+    "Extra data": gettext_noop("more text after the end of the JSON value (two records on one line?)"),
+}
 
 
 def text_read(path: Path, *, name: str | None = None) -> str:
@@ -44,6 +61,23 @@ def text_read(path: Path, *, name: str | None = None) -> str:
 def text_decode(data: bytes, *, name: str) -> str:
     """UTF-8 text with a leading byte-order mark dropped, or InputError: a problem for the whole file (line 0) that
     says what it looks like when it is not UTF-8, then every bad line with its number."""
+    text, problems = text_decode_checked(data, name=name)
+    if problems:
+        raise InputError(name, problems)
+    return text
+
+
+def text_read_checked(path: Path, *, name: str | None = None) -> tuple[str, list[tuple[int, str]]]:
+    """text_decode_checked of the file at path; name is the file's name in messages (default: path.name)."""
+    return text_decode_checked(path.read_bytes(), name=name or path.name)
+
+
+def text_decode_checked(data: bytes, *, name: str) -> tuple[str, list[tuple[int, str]]]:
+    """(text, problems): the UTF-8 text with a leading byte-order mark dropped, and no problem; or, when some lines
+    are not UTF-8 or hold a control character, the text with those lines left empty (the other lines keep their
+    numbers; the line ends become \\n) and a problem for each, after a problem for the whole file (line 0) that says
+    what it looks like when it is not UTF-8. A file that is no text at all (a spreadsheet, a PDF) or is UTF-16
+    raises InputError: none of its lines could be read."""
     for magic, what in _BINARY_MAGIC.items():
         if data.startswith(magic):
             raise InputError(name, [(0, _("not a text file: it looks like %(what)s") % {"what": _(what)})])
@@ -54,13 +88,34 @@ def text_decode(data: bytes, *, name: str) -> str:
     except UnicodeDecodeError:
         text = None
     if text is not None and not CONTROL_IN_TEXT.search(text):
-        return text[1:] if text.startswith(BOM) else text
+        return (text[1:] if text.startswith(BOM) else text), []
     lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-    problems = [(number, problem) for number, line in enumerate(lines, start=1)
-                if (problem := _line_problem(line)) is not None]
+    problems, kept = [], []
+    for number, line in enumerate(lines, start=1):
+        problem = _line_problem(line)
+        if problem is not None:
+            problems.append((number, problem))
+        kept.append("" if problem is not None else line.decode("utf-8"))
     if not_utf8 := [line for line in lines if not _is_utf8(line)]:
         problems.insert(0, (0, _not_utf8(encoding_guess(b"\n".join(not_utf8)))))
-    raise InputError(name, problems)
+    text = "\n".join(kept)
+    return (text[1:] if text.startswith(BOM) else text), problems
+
+
+def json_error_words(error: json.JSONDecodeError) -> str:
+    """What is wrong with a JSON text, in words, with the column (and the line, for a text of several lines) where
+    json.loads stopped: "not valid JSON at column 9: a raw control character (U+0009) in quotes; ..."."""
+    where = (_("at line %(line)d, column %(column)d") % {"line": error.lineno, "column": error.colno}
+             if error.lineno > 1 else _("at column %(column)d") % {"column": error.colno})
+    if error.msg.startswith("Invalid control character"):
+        code = ord(error.doc[error.pos]) if error.pos < len(error.doc) else 0
+        what = _("a raw control character (U+%(code)04X) in quotes; write a tab as \\t and a line break as \\n") % {
+            "code": code}
+    elif error.msg in _JSON_ERRORS:
+        what = _(_JSON_ERRORS[error.msg])
+    else:
+        what = error.msg
+    return _("not valid JSON %(where)s: %(what)s") % {"where": where, "what": what}
 
 
 def encoding_guess(data: bytes) -> str:

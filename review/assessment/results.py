@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
@@ -75,6 +76,61 @@ def rating_rows(study: Study) -> list[RatingRow]:
     return rows
 
 
+@dataclass(frozen=True)
+class SkipRow:
+    """One skipped note with the physician's reason, and what the physician did not see joined back."""
+
+    item_token: str
+    physician: str
+    reason: str
+    skipped_at: datetime | None  # None for skips recorded before the time was kept
+    is_synthetic: bool
+    diagnosis_code: str
+    chapter: str
+    model: str
+    variant: str
+
+    def record(self) -> dict:
+        """The row for the exports (the time in ISO 8601)."""
+        return {**asdict(self), "skipped_at": self.skipped_at.isoformat() if self.skipped_at else None}
+
+
+SKIP_COLUMNS = tuple(field.name for field in fields(SkipRow))
+
+
+def skip_rows(study: Study) -> list[SkipRow]:
+    """The study's skips with their reasons, oldest first; skips by people who can see origins are left out as their
+    ratings are."""
+    skipped = (Assignment.objects.filter(study=study, status=Assignment.Status.SKIPPED)
+               .exclude(physician__in=origin_seers()).select_related("item__note", "physician")
+               .order_by("answered_at", "pk"))
+    rows = []
+    for assignment in skipped:
+        item = assignment.item
+        meta = item.note.metadata or {}
+        rows.append(SkipRow(
+            item_token=item.token, physician=assignment.physician.get_username(), reason=assignment.skip_reason,
+            skipped_at=assignment.answered_at,
+            is_synthetic=item.is_synthetic, diagnosis_code=item.diagnosis_code,
+            chapter=icd_chapter(item.diagnosis_code),
+            model=meta.get("generation_model", "") if item.is_synthetic else "",
+            variant=meta.get("prompt_variant", "") if item.is_synthetic else "",
+        ))
+    return rows
+
+
+def _skips_by_reason(rows: list[SkipRow]) -> list[dict]:
+    """How often each reason was given (spelled as first given; case and spacing do not make a new reason), the most
+    frequent first, with how many of those notes were synthetic."""
+    groups: dict[str, dict] = {}
+    for row in rows:
+        group = groups.setdefault(" ".join(row.reason.split()).casefold(),
+                                  {"reason": row.reason, "n": 0, "synthetic": 0})
+        group["n"] += 1
+        group["synthetic"] += row.is_synthetic
+    return sorted(groups.values(), key=lambda group: (-group["n"], group["reason"].casefold()))
+
+
 def _detection(rows: list[RatingRow]) -> dict | None:
     if not rows:
         return None
@@ -95,6 +151,8 @@ def study_results(study: Study) -> dict:
     summary: dict = {"study": study.name, "state": study.state, "overlap_k": study.overlap_k, "n_ratings": len(rows),
                      "n_items": study.items.count(),
                      "n_ratings_not_blind": Rating.objects.filter(assignment__study=study).count() - len(rows)}
+    skips = skip_rows(study)
+    summary["skips"] = {"n": len(skips), "by_reason": _skips_by_reason(skips)}
     if not rows:
         return summary
     summary["detection"] = _detection(rows)
@@ -163,6 +221,17 @@ def ratings_csv(study: Study) -> str:
     for row in rating_rows(study):
         data = asdict(row)
         writer.writerow(csv_row_safe([data[c] for c in header] + [row.likert.get(k, "") for k in likert_keys]))
+    return buffer.getvalue()
+
+
+def skips_csv(study: Study) -> str:
+    """The skips with their reasons as CSV, every cell through csv_row_safe (a reason is free text)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(csv_row_safe(list(SKIP_COLUMNS)))
+    for row in skip_rows(study):
+        data = row.record()
+        writer.writerow(csv_row_safe([data[column] for column in SKIP_COLUMNS]))
     return buffer.getvalue()
 
 

@@ -61,7 +61,8 @@ def _label_check(value: object, where: str) -> None:
                               % {"where": where, "max": LABEL_MAX})
 
 
-def _likert_key_check(key: object, seen: set[str]) -> None:
+def question_key_check(key: object) -> None:
+    """A Likert question's key: identifier-like (it names a form field and an export column) and not reserved."""
     if not isinstance(key, str) or not LIKERT_KEY.match(key):
         raise ValidationError(_("Likert question key %(key)s is not allowed: a key is a lower-case letter followed "
                                 "by up to 39 lower-case letters, digits or _ (the label is free text).")
@@ -69,14 +70,28 @@ def _likert_key_check(key: object, seen: set[str]) -> None:
     if key in RESERVED_KEYS:
         raise ValidationError(_("Likert question key %(key)s is reserved (it names an answer of the rating form or a "
                                 "column of the exports); choose another key.") % {"key": repr(key)})
+
+
+def question_key_duplicate(key: str) -> ValidationError:
+    return ValidationError(_("Likert question keys must be unique (%(key)s is used twice).") % {"key": repr(key)})
+
+
+def _likert_key_check(key: object, seen: set[str]) -> None:
+    question_key_check(key)
     if key in seen:
-        raise ValidationError(_("Likert question keys must be unique (%(key)s is used twice).") % {"key": repr(key)})
+        raise question_key_duplicate(key)
     seen.add(key)
+
+
+def _required_check(question: dict, where: str) -> None:
+    if not isinstance(question.get("required", True), bool):
+        raise ValidationError(_("%(where)s: required is true or false.") % {"where": where})
 
 
 def questions_validate(questions: dict) -> dict:
     """The question set, checked: origin and confidence with labels, Likert questions {key, label} with
-    identifier-like, unique, unreserved keys. Labels are free text (always escaped where shown)."""
+    identifier-like, unique, unreserved keys and an optional required flag (true when absent), a comment with an
+    optional required flag (false when absent). Labels are free text (always escaped where shown)."""
     if not isinstance(questions, dict):
         raise ValidationError(_("The question set must be a JSON object with origin, confidence and likert."))
     likert = questions.get("likert")
@@ -86,6 +101,7 @@ def questions_validate(questions: dict) -> dict:
     for question in likert:
         _likert_key_check(question.get("key"), seen)
         _label_check(question.get("label"), f"questions.likert.{question['key']}")
+        _required_check(question, f"questions.likert.{question['key']}")
     for part in ("origin", "confidence"):
         if not isinstance(questions.get(part), dict):
             raise ValidationError(_("questions.%(part)s needs a label") % {"part": part})
@@ -93,6 +109,8 @@ def questions_validate(questions: dict) -> dict:
     if "comment" in questions and (not isinstance(questions["comment"], dict)
                                    or not isinstance(questions["comment"].get("label", ""), str)):
         raise ValidationError(_("questions.comment must be an object with a text label"))
+    if "comment" in questions and not isinstance(questions["comment"].get("required", False), bool):
+        raise ValidationError(_("%(where)s: required is true or false.") % {"where": "questions.comment"})
     return questions
 
 
@@ -115,7 +133,7 @@ def _lock(study: Study) -> Study:
 def do_update_study_questions(*, actor: AbstractBaseUser, study: Study, questions: dict) -> Study:
     study = _lock(study)
     if study.state != Study.State.DRAFT:
-        raise StudyStateError("The question set is frozen once the study is open.")
+        raise StudyStateError(_("The question set is frozen once the study is open."))
     study.questions = questions_validate(questions)
     study.save(update_fields=["questions"])
     audit_write(actor=actor, action=AuditEvent.UPDATE_STUDY_QUESTIONS, obj=study, extra={"questions": questions})
@@ -251,7 +269,8 @@ def do_set_up_study(*, actor: AbstractBaseUser, name: str, instructions: str, ov
 def do_open_study(*, actor: AbstractBaseUser, study: Study, physicians: Iterable[AbstractBaseUser] = ()) -> Study:
     study = _lock(study)
     if study.state != Study.State.DRAFT:
-        raise StudyStateError(f"Only a draft study can be opened (this one is {study.state}).")
+        raise StudyStateError(_("Only a draft study can be opened (this one is %(state)s).")
+                              % {"state": study.get_state_display()})
     if not study.items.exists():
         raise StudyStateError(_("Build the pool before opening the study."))
     physicians = list(physicians)
@@ -272,7 +291,8 @@ def do_open_study(*, actor: AbstractBaseUser, study: Study, physicians: Iterable
 def do_close_study(*, actor: AbstractBaseUser, study: Study) -> Study:
     study = _lock(study)
     if study.state != Study.State.OPEN:
-        raise StudyStateError(f"Only an open study can be closed (this one is {study.state}).")
+        raise StudyStateError(_("Only an open study can be closed (this one is %(state)s).")
+                              % {"state": study.get_state_display()})
     study.state, study.closed_at = Study.State.CLOSED, timezone.now()
     study.save(update_fields=["state", "closed_at"])
     audit_write(actor=actor, action=AuditEvent.CLOSE_STUDY, obj=study, from_state="open", to_state="closed")
@@ -313,7 +333,7 @@ def assignment_next(*, study: Study, physician: AbstractBaseUser) -> Assignment 
     with transaction.atomic():
         locked = _lock(study)
         if locked.state != Study.State.OPEN:
-            raise StudyStateError("The study is not open.")
+            raise StudyStateError(_("The study is not open."))
         current = (Assignment.objects.select_related("item")
                    .filter(study=locked, physician=physician, status=Assignment.Status.ASSIGNED).first())
         if current is not None:
@@ -333,28 +353,33 @@ def _answers_clean(study: Study, answers: dict) -> dict:
     errors = {}
     origin = answers.get("origin")
     if origin not in ("real", "synthetic"):
-        errors["origin"] = "choose real or synthetic"
+        errors["origin"] = _("choose real or synthetic")
     try:
         confidence = int(answers.get("confidence"))
         if not 1 <= confidence <= 5:
             raise ValueError
     except (TypeError, ValueError):
-        errors["confidence"] = "a whole number from 1 to 5"
+        errors["confidence"] = _("a whole number from 1 to 5")
         confidence = 0
     likert = {}
     for question in study.questions["likert"]:
         key = question["key"]
+        if answers.get(key) in (None, "") and question.get("required", True) is False:
+            continue  # an optional question left unanswered
         try:
             value = int(answers.get(key))
             if not 1 <= value <= 5:
                 raise ValueError
             likert[key] = value
         except (TypeError, ValueError):
-            errors[key] = "a whole number from 1 to 5"
+            errors[key] = _("a whole number from 1 to 5")
+    comment = str(answers.get("comment") or "")[:5000]
+    if study.questions.get("comment", {}).get("required") is True and not comment.strip():
+        errors["comment"] = _("a comment is required")
     if errors:
         raise ValidationError(errors)
     return {"judged_synthetic": origin == "synthetic", "confidence": confidence, "likert": likert,
-            "comment": str(answers.get("comment") or "")[:5000]}
+            "comment": comment}
 
 
 def do_submit_rating(*, study: Study, physician: AbstractBaseUser, token: str, answers: dict) -> Rating:
@@ -363,12 +388,12 @@ def do_submit_rating(*, study: Study, physician: AbstractBaseUser, token: str, a
     with transaction.atomic():
         locked = _lock(study)
         if locked.state != Study.State.OPEN:
-            raise StudyStateError("The study is closed; answers can no longer change.")
+            raise StudyStateError(_("The study is closed; answers can no longer change."))
         assignment = (Assignment.objects.select_for_update()
                       .filter(study=locked, physician=physician, item__token=token)
                       .exclude(status=Assignment.Status.SKIPPED).first())
         if assignment is None:
-            raise PermissionDenied("This item is not assigned to you.")
+            raise PermissionDenied(_("This item is not assigned to you."))
         values = _answers_clean(locked, answers)
         now = timezone.now()
         rating = Rating.objects.filter(assignment=assignment).first()
@@ -394,18 +419,19 @@ def do_skip_item(*, study: Study, physician: AbstractBaseUser, token: str, reaso
     """Skip the current item with a reason; it goes back to the pool for another physician."""
     _check_rater(study, physician)
     if not reason.strip():
-        raise ValidationError({"reason": "say why you skip this note"})
+        raise ValidationError({"reason": _("say why you skip this note")})
     with transaction.atomic():
         locked = _lock(study)
         if locked.state != Study.State.OPEN:
-            raise StudyStateError("The study is closed; items can no longer be skipped.")
+            raise StudyStateError(_("The study is closed; items can no longer be skipped."))
         assignment = (Assignment.objects.select_for_update()
                       .filter(study=locked, physician=physician, item__token=token,
                               status=Assignment.Status.ASSIGNED).first())
         if assignment is None:
-            raise PermissionDenied("This item is not your current item.")
+            raise PermissionDenied(_("This item is not your current item."))
         assignment.status, assignment.skip_reason = Assignment.Status.SKIPPED, reason.strip()[:500]
-        assignment.save(update_fields=["status", "skip_reason"])
+        assignment.answered_at = timezone.now()  # when it was skipped (results.skip_rows)
+        assignment.save(update_fields=["status", "skip_reason", "answered_at"])
         StudyItem.objects.filter(pk=assignment.item_id).update(active_assignments=F("active_assignments") - 1)
         audit_write(actor=physician, action=AuditEvent.SKIP_ITEM, obj=assignment, reason=assignment.skip_reason)
         return assignment

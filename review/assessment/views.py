@@ -13,11 +13,29 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from medsyn_site.access import permission_view
+from medsyn_site.core.errors import InputError
+from medsyn_site.core.textfile import json_error_words, text_decode
 
-from .forms import StudyCreateForm
+from .forms import QuestionEditor, StudyCreateForm
 from .models import Rating, Study
-from .results import bar_chart_svg, rating_rows, ratings_csv, results_access_check, study_results
-from .selectors import rater_progress, ratings_by_rater, studies_listed, studies_open_for_rater, study_progress
+from .results import (
+    bar_chart_svg,
+    rating_rows,
+    ratings_csv,
+    results_access_check,
+    skip_rows,
+    skips_csv,
+    study_results,
+)
+from .selectors import (
+    rater_listed_for,
+    rater_progress,
+    ratings_by_rater,
+    studies_listed,
+    studies_open_for_rater,
+    study_pool_summary,
+    study_progress,
+)
 from .services import (
     StudyStateError,
     SyntheticFilter,
@@ -41,6 +59,30 @@ def _refused(request: HttpRequest, error: PermissionDenied) -> HttpResponse:
     return render(request, "review/assessment/refused.html", {"reason": " ".join(map(str, error.args))}, status=403)
 
 
+class RaterStudyUnavailable(Exception):
+    """The rating address names a study this physician cannot rate now: closed, not open yet, not theirs, or none."""
+
+    def __init__(self, study: Study | None, *, listed: bool) -> None:
+        super().__init__(study)
+        self.study, self.listed = study, listed
+
+
+def _study_unavailable(request: HttpRequest, error: RaterStudyUnavailable) -> HttpResponse:
+    """A page that says in words why the study cannot be rated, with the way back to the physician's studies: 410 for
+    a closed study (it will not open again), 403 for an open one the physician is not a rater of, 404 otherwise."""
+    study = error.study
+    if study is not None and study.state == Study.State.CLOSED:
+        reason, status = "closed", 410
+    elif study is not None and study.state == Study.State.OPEN and not error.listed:
+        reason, status = "not_rater", 403
+    elif study is not None and study.state == Study.State.DRAFT:
+        reason, status = "not_open", 404
+    else:
+        reason, status = "not_found", 404
+    return render(request, "review/assessment/study_unavailable.html",
+                  {"study": study if reason == "closed" else None, "reason": reason}, status=status)
+
+
 def _rate(view: Callable) -> Callable:
     """A rating page: the rate_notes permission, and refused (with the reason) to anyone who can see origins."""
     @wraps(view)
@@ -49,7 +91,10 @@ def _rate(view: Callable) -> Callable:
             rater_blind_check(request.user)
         except PermissionDenied as error:
             return _refused(request, error)
-        return view(request, *args, **kwargs)
+        try:
+            return view(request, *args, **kwargs)
+        except RaterStudyUnavailable as error:
+            return _study_unavailable(request, error)
 
     return permission_view("medsyn_site.rate_notes")(blind_only)
 
@@ -61,7 +106,12 @@ def rate_home(request: HttpRequest) -> HttpResponse:
 
 
 def _rater_study(request: HttpRequest, study_id: int) -> Study:
-    return get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
+    """The open study this physician rates, or RaterStudyUnavailable (shown by _rate as a page that says why)."""
+    study = studies_open_for_rater(request.user).filter(pk=study_id).first()
+    if study is None:
+        other = Study.objects.filter(pk=study_id).first()
+        raise RaterStudyUnavailable(other, listed=other is not None and rater_listed_for(other, request.user))
+    return study
 
 
 def _study_closed(request: HttpRequest, error: StudyStateError) -> HttpResponse:
@@ -159,32 +209,101 @@ def studies(request: HttpRequest) -> HttpResponse:
     return render(request, "review/assessment/studies.html", {"studies": studies_listed(), "form": form})
 
 
+QUESTIONS_FILE_MAX = 256 * 1024  # a question set is a few kilobytes
+
+
+def _questions_imported(request: HttpRequest) -> dict:
+    """The question set from the JSON import: an uploaded file if one was chosen, else the pasted text."""
+    upload = request.FILES.get("questions_file")
+    if upload is not None:
+        if upload.size > QUESTIONS_FILE_MAX:
+            raise ValidationError(_("The question set file is larger than %(kb)s KB.")
+                                  % {"kb": QUESTIONS_FILE_MAX // 1024})
+        try:
+            text = text_decode(upload.read(), name=upload.name)
+        except InputError as error:
+            raise ValidationError(str(error)) from error
+    else:
+        text = request.POST.get("questions", "")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValidationError(_("The question set is %(error)s.") % {"error": json_error_words(error)}) from error
+
+
+def _study_page(request: HttpRequest, study: Study, editor: QuestionEditor | None = None, *,
+                unsaved: bool = False) -> HttpResponse:
+    return render(request, "review/assessment/study_detail.html", {
+        "study": study, **study_progress(study), "unsaved": unsaved,
+        "editor": editor or QuestionEditor.from_questions(study.questions),
+        "questions_json": _questions_json(study),
+        "pool": study_pool_summary(study),
+        "normaliser": study.blinding_report.get("normaliser"), "probe": study.blinding_report.get("origin_probe"),
+    })
+
+
+def _questions_json(study: Study) -> str:
+    return json.dumps(study.questions, ensure_ascii=False, indent=2)
+
+
+def _questions_edit(request: HttpRequest, study: Study) -> HttpResponse:
+    """Add, move or remove a row of the question editor: shown with the values typed so far, saved only by Save."""
+    editor = QuestionEditor.from_post(request.POST).edited(request.POST.get("edit", ""))
+    if request.htmx:
+        return render(request, "review/assessment/_question_editor.html",
+                      {"study": study, "editor": editor, "unsaved": True})
+    return _study_page(request, study, editor, unsaved=True)
+
+
+def _questions_save(request: HttpRequest, study: Study) -> HttpResponse:
+    """Save the question editor's fields as the study's question set (the same JSON the import takes)."""
+    editor = QuestionEditor.from_post(request.POST)
+    if editor.is_valid():
+        try:
+            do_update_study_questions(actor=request.user, study=study,
+                                      questions=editor.questions(study.questions))
+        except StudyStateError as error:
+            messages.error(request, "; ".join(error.messages))
+            return redirect("assessment:study_detail", pk=study.pk)
+        except ValidationError as error:
+            messages.error(request, "; ".join(error.messages))
+            return _study_page(request, study, editor)
+        messages.success(request, _("Question set saved."))
+        return redirect("assessment:study_detail", pk=study.pk)
+    messages.error(request, _("The question set was not saved: correct the marked fields."))
+    return _study_page(request, study, editor)
+
+
 @_manage_studies
 def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_object_or_404(Study, pk=pk)
-    if request.method == "POST":
-        action = request.POST.get("action")
-        try:
-            if action == "questions":
-                try:
-                    questions = json.loads(request.POST.get("questions", ""))
-                except json.JSONDecodeError as error:
-                    raise ValidationError(_("The question set is not valid JSON: %(error)s") % {"error": error}) \
-                        from error
-                do_update_study_questions(actor=request.user, study=study, questions=questions)
-                messages.success(request, _("Question set saved."))
-            elif action == "open":
-                do_open_study(actor=request.user, study=study)
-            elif action == "close":
-                do_close_study(actor=request.user, study=study)
-        except ValidationError as error:  # StudyStateError included
-            messages.error(request, "; ".join(error.messages))
-        return redirect("assessment:study_detail", pk=study.pk)
-    return render(request, "review/assessment/study_detail.html", {
-        "study": study, **study_progress(study),
-        "questions_json": json.dumps(study.questions, ensure_ascii=False, indent=2),
-        "normaliser": study.blinding_report.get("normaliser"), "probe": study.blinding_report.get("origin_probe"),
-    })
+    if request.method != "POST":
+        return _study_page(request, study)
+    action = request.POST.get("action")
+    if study.state == Study.State.DRAFT and "edit" in request.POST:
+        return _questions_edit(request, study)
+    if action == "questions_fields":
+        return _questions_save(request, study)
+    try:
+        if action == "questions":
+            do_update_study_questions(actor=request.user, study=study, questions=_questions_imported(request))
+            messages.success(request, _("Question set imported."))
+        elif action == "open":
+            do_open_study(actor=request.user, study=study)
+        elif action == "close":
+            do_close_study(actor=request.user, study=study)
+    except ValidationError as error:  # StudyStateError included
+        messages.error(request, "; ".join(error.messages))
+    return redirect("assessment:study_detail", pk=study.pk)
+
+
+@_manage_studies
+def study_questions_export(request: HttpRequest, pk: int) -> HttpResponse:
+    """The study's question set as a JSON file, in the form the import takes."""
+    study = get_object_or_404(Study, pk=pk)
+    response = HttpResponse(_questions_json(study), content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="study-{study.pk}-questions.json"'
+    return response
 
 
 @_view_results
@@ -205,7 +324,8 @@ def study_results_page(request: HttpRequest, pk: int) -> HttpResponse:
         series = [(name, d["specificity"] or 0, d["sensitivity"] or 0) for name, d in summary["per_physician"].items()]
         plots.append(bar_chart_svg(series, title=_("Per physician: specificity (green) and sensitivity (orange)"),
                                    max_value=1))
-    return render(request, "review/assessment/results.html", {"study": study, "summary": summary, "plots": plots})
+    return render(request, "review/assessment/results.html", {"study": study, "summary": summary, "plots": plots,
+                                                                "skips": skip_rows(study)})
 
 
 @_view_results
@@ -221,6 +341,11 @@ def study_export(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
         response = JsonResponse(study_results(study), json_dumps_params={"ensure_ascii": False, "indent": 2})
     elif kind == "ratings.json":
         response = HttpResponse(json.dumps([asdict(r) for r in rating_rows(study)], ensure_ascii=False),
+                                content_type="application/json")
+    elif kind == "skips.csv":
+        response = HttpResponse(skips_csv(study), content_type="text/csv; charset=utf-8")
+    elif kind == "skips.json":
+        response = HttpResponse(json.dumps([r.record() for r in skip_rows(study)], ensure_ascii=False),
                                 content_type="application/json")
     else:
         raise PermissionDenied

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from generation.models import Note
 from medsyn_site.access import permission_view
-from medsyn_site.core.audit import audit_trail
+from medsyn_site.core.audit import audit_history
 from medsyn_site.core.forms import ascii_digits, form_errors_text
 from medsyn_site.core.progress import poll_response
 
@@ -91,7 +91,7 @@ def curation(request: HttpRequest) -> HttpResponse:
 def _note_context(note: Note) -> dict:
     meta = note.metadata or {}
     curation = note_curation(note)
-    versions = list(note.versions.all())
+    versions = list(note.versions.select_related("edited_by"))
     texts = [v.text for v in versions] + [note.text]
     diffs = [(versions[i], text_diff_html(texts[i], texts[i + 1])) for i in range(len(versions))]
     example_id = meta.get("example_note_id")
@@ -103,11 +103,11 @@ def _note_context(note: Note) -> dict:
         "note": note, "curation": curation, "meta": meta, "checks": meta.get("checks") or {},
         "actions": [t for t in TRANSITIONS.values() if curation.state in t.sources],
         "refusals": _refusals(note, curation.state),
-        "editable": curation.state in EDITABLE_STATES, "diffs": diffs,
+        "editable": curation.state in EDITABLE_STATES, "diffs": diffs, "last_edit": versions[-1] if versions else None,
         "example_note": Note.objects.filter(pk=example_id).first() if isinstance(example_id, int) else None,
         "real_copy": curation.memorisation_real_note if curation.memorised else None,
         "release_blockers": release_blockers(note),
-        "audit": audit_trail(note)[:50],
+        "audit": audit_history(note, limit=50),
         "edit_form": NoteEditForm(initial={"text": note.text}),
     }
 

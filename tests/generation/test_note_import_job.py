@@ -117,11 +117,11 @@ def test_a_failed_upload_is_deleted_and_its_job_keeps_the_name_and_problems(clie
     failed.refresh_from_db()
     assert failed.status == "failed" and not failed.upload and not stored.exists()
     assert failed.original_name == "visits.jsonl" and failed.error.startswith("visits.jsonl: ")
-    assert failed.errors[0] == {"line": 0, "message": "not UTF-8 text: it looks like cp1251 (Windows Cyrillic); "
+    assert failed.errors[0] == {"line": 0, "message": "not UTF-8 text: it looks like Windows-1251 (Cyrillic); "
                                                       "save it as UTF-8 and upload it again"}
     client.force_login(make_user("admin"))
     page = client.get(reverse("generation:note_import_job", kwargs={"pk": failed.pk})).content.decode()
-    assert 'data-testid="upload-deleted"' in page and "cp1251 (Windows Cyrillic)" in page
+    assert 'data-testid="upload-deleted"' in page and "Windows-1251 (Cyrillic)" in page
     assert str(stored.parent) not in failed.error  # the server's path is not shown
 
     good = NoteImportJobFactory(upload__data=(DATA / "rumedtop3_sample.jsonl").read_bytes())

@@ -130,7 +130,7 @@ def _problems(call) -> list[tuple[int, str]]:
     return caught.value.problems
 
 
-@pytest.mark.parametrize(("encoding", "looks_like"), [("cp1251", "cp1251 (Windows Cyrillic)"),
+@pytest.mark.parametrize(("encoding", "looks_like"), [("cp1251", "Windows-1251 (Cyrillic)"),
                                                       ("utf-16", "UTF-16")])
 def test_a_notes_file_not_in_utf8_is_refused_saying_what_it_looks_like(tmp_path, rumedtop3_file, medsyn_csv_file,
                                                                         encoding, looks_like):
@@ -255,9 +255,12 @@ class _OneTextBackend:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def generate(self, requests):
-        return [GenerationResult(key=r.key, text=self.text, prompt_tokens=1, completion_tokens=1, latency_s=0.0)
-                for r in requests]
+    def generate(self, requests, watch=None):
+        results = [GenerationResult(key=r.key, text=self.text, prompt_tokens=1, completion_tokens=1, latency_s=0.0)
+                   for r in requests]
+        for result in results if watch is not None else ():
+            watch.result(result)
+        return results
 
 
 REVISE_NOTE = ("Пациент жалуется на сильный кашель, насморк и боль в горле, лихорадку до тридцати девяти градусов, "

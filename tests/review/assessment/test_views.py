@@ -194,7 +194,7 @@ def test_curator_creates_and_opens_a_study_in_the_browser(make_user, note_pool, 
     expect(page.locator("[data-testid=study-progress]")).to_contain_text("0 of 20 ratings")
     page.click("text=Open the study")
     expect(page.locator("h1")).to_contain_text("Open")
-    expect(page.locator("pre[data-testid=questions]")).to_contain_text("realism")
+    expect(page.locator("table[data-testid=questions]")).to_contain_text("realism")
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def test_note_pane_shows_inputs_scores_and_refusals(client, make_user, curation_
     assert response["HX-Trigger"] == "curation-changed"
     submitted = client.post(reverse("curation:curation_transition", args=[curation_pool["synthetic"][1].pk, "submit"]),
                             HTTP_HX_REQUEST="true").content.decode()
-    assert "Note submitted for review (generated → pending_review)" in submitted  # the history names the event
+    assert "Note submitted for review (Generated → Pending review)" in submitted  # the history names the event
     assert "held back: not approved (Generated)" in response.content.decode()
     assert _state(note) == "generated"
     NoteCurationFactory(note=note, state="approved", memorisation_checked_version=1, memorised=True,
