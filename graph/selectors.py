@@ -200,6 +200,32 @@ def graph_stats(store: GraphStore) -> dict[str, Any]:
             "categories": category_budget(sampling_data_load(store))}
 
 
+@dataclass(frozen=True)
+class GenerationTarget:
+    """What "Generate notes" on a code's page plans for: the category (notes, examples and symptoms live on
+    categories), whether a plan for it can produce notes, and why not when it cannot."""
+
+    category: str | None  # None on a chapter or block
+    url: str | None  # the new-job form for the category; None when nothing can be generated
+    why_not: str  # "" when url is set
+
+
+def generation_target(store: GraphStore, detail: CodeDetail) -> GenerationTarget:
+    """A category can be planned when it has example notes or symptoms (its own or its codes', as sampling reads
+    them); a code (J06.9) is planned as its category; a chapter or block is not planned at all."""
+    if detail.label in ("Chapter", "Block"):
+        return GenerationTarget(None, None, _("Notes are planned per ICD-10 category: open one of its categories."))
+    category = detail.key.split(".")[0]
+    plannable = store.run(
+        "MATCH (c:Category {key: $k}) WHERE coalesce(c.n_notes, 0) > 0 OR (c)-[:HAS_SYMPTOM]->(:Symptom) "
+        "OR (c)<-[:CHILD_OF*1..3]-(:Code)-[:HAS_SYMPTOM]->(:Symptom) RETURN count(c) AS n", {"k": category})
+    if not plannable or not plannable[0]["n"]:
+        return GenerationTarget(category, None, _("Nothing to generate from: the category %(category)s has no "
+                                                  "symptoms and no example notes in the graph.") % {
+                                                      "category": category})
+    return GenerationTarget(category, generation_url_for(category), "")
+
+
 def generation_url_for(key: str) -> str | None:
     """The generation issue wires `generation:new`; until then the action stays hidden."""
     from django.urls import NoReverseMatch, reverse

@@ -66,7 +66,10 @@ def code(request: HttpRequest, key: str) -> HttpResponse:
     for rows in (detail.breadcrumbs, detail.children, detail.related):
         _link(rows, code_url, code_url)
     _link(detail.symptoms, code_url, symptom_url)
-    context = {"code": detail, "generate_url": selectors.generation_url_for(detail.key)}
+    target = selectors.generation_target(get_graph_store(), detail)
+    context = {"code": detail, "generate_url": target.url, "generate_why": target.why_not,
+               "category": target.category if target.category != detail.key else None,
+               "category_url": reverse("graph:code", args=[target.category]) if target.category else None}
     return render(request, "graph/code.html", context)
 
 

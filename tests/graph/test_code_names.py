@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 
 import pytest
@@ -106,3 +107,34 @@ def test_graph_pages_show_the_name_in_the_interface_language(researcher_client):
     assert names["Code:J06.9"] == icd.get_description("J06.9")  # no Russian name shipped: English
     names = {n["id"]: n["name"] for n in researcher_client.get(api, HTTP_ACCEPT_LANGUAGE="en").json()["nodes"]}
     assert names["Category:J06"] == J06_EN
+
+
+def test_generate_is_offered_only_where_a_plan_can_write_notes_and_a_leaf_code_points_to_its_category(
+        client, make_user, graph_store, tmp_path):
+    """J06 has symptoms: offered. J06.9 is planned as J06 and says so, with a link. A chapter is never planned. A
+    category with neither symptoms nor example notes says why nothing can be generated."""
+    from graph.importers import generic_payload
+    from graph.services import graph_import
+
+    rows = [{"kind": "node", "label": "Chapter", "key": "X", "props": {"name": "Diseases of the respiratory system"}},
+            {"kind": "node", "label": "Category", "key": "J06", "props": {"name": "Acute URI"}},
+            {"kind": "node", "label": "Code", "key": "J06.9", "props": {"name": "Acute URI, unspecified"}},
+            {"kind": "node", "label": "Category", "key": "J07", "props": {"name": "Nothing here"}},
+            {"kind": "node", "label": "Symptom", "key": "кашель", "props": {"name": "кашель"}},
+            {"kind": "edge", "type": "CHILD_OF", "from": {"label": "Code", "key": "J06.9"},
+             "to": {"label": "Category", "key": "J06"}},
+            {"kind": "edge", "type": "HAS_SYMPTOM", "from": {"label": "Category", "key": "J06"},
+             "to": {"label": "Symptom", "key": "кашель"}, "props": {"count": 3}}]
+    path = tmp_path / "graph.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    graph_import(source="t", files=[path], parse=lambda: generic_payload(path), store=graph_store)
+    client.force_login(make_user("researcher"))
+    category = client.get(reverse("graph:code", args=["J06"])).content.decode()
+    assert 'data-testid="generate-notes"' in category and "?code=J06" in category and "leaf-notice" not in category
+    leaf = client.get(reverse("graph:code", args=["J06.9"])).content.decode()
+    assert 'data-testid="leaf-notice"' in leaf and reverse("graph:code", args=["J06"]) in leaf
+    assert "?code=J06&quot;" in leaf or '?code=J06"' in leaf
+    empty = client.get(reverse("graph:code", args=["J07"])).content.decode()
+    assert 'data-testid="generate-notes"' not in empty and "has no symptoms and no example notes" in empty
+    chapter = client.get(reverse("graph:code", args=["X"])).content.decode()
+    assert 'data-testid="generate-notes"' not in chapter and "planned per ICD-10 category" in chapter
