@@ -14,10 +14,10 @@ EXPECTED_NAV = {
     "physician": {"assessment:rate_home"},
     "curator": {"graph:search", "assessment:studies", "curation:curation", "releases:releases", "status"},
     "researcher": {"graph:search", "generation:home", "training:finetune_jobs", "assessment:studies",
-                   "releases:releases", "status"},
+                   "releases:releases", "utility:evaluations", "status"},
     # No "Rate notes" for the admin: it sees origins, so it may not rate (blinding).
     "admin": {"graph:search", "generation:home", "training:finetune_jobs", "assessment:studies", "curation:curation",
-              "releases:releases", "status", "admin"},
+              "releases:releases", "utility:evaluations", "status", "admin"},
 }
 
 
