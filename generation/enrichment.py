@@ -22,9 +22,8 @@ from django.utils.translation import gettext as _
 
 from graph.schema import symptom_key
 from medsyn_site.core.audit import audit_record, audit_write, audit_write_many
-from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.icd10 import icd_category_clean
-from medsyn_site.core.jobs import job_send_on_commit
+from medsyn_site.core.jobs import job_cancel, job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobPhase, JobStatus
 from medsyn_site.core.progress import ProgressRecorder
 
@@ -189,16 +188,9 @@ def do_cancel_symptom_extraction(*, job: SymptomExtractionJob,
                                  actor: AbstractBaseUser | None) -> SymptomExtractionJob:
     """Stop a queued or running extraction: its worker stops at its next check (JobWatch); the proposals of the notes
     read so far stay. StateConflict when it has already finished."""
-    job = SymptomExtractionJob.objects.select_for_update().get(pk=job.pk)
-    if job.finished:
-        raise StateConflict(_("Extraction %(id)s has already finished (%(status)s): nothing to cancel.")
-                            % {"id": job.pk, "status": job.get_status_display()})
-    previous = job.status
-    job.status, job.finished_at = JobStatus.CANCELLED, timezone.now()
-    job.save(update_fields=["status", "finished_at", "updated_at"])
-    audit_write(actor=actor, action=AuditEvent.CANCEL_SYMPTOM_EXTRACTION, obj=job, from_state=previous,
-                to_state=job.status, extra={"notes_read": job.progress_done, "proposals_new": job.proposals_new})
-    return job
+    return job_cancel(job, actor=actor, event=AuditEvent.CANCEL_SYMPTOM_EXTRACTION,
+                      already_finished=_("Extraction %(id)s has already finished (%(status)s): nothing to cancel."),
+                      extra=lambda job: {"notes_read": job.progress_done, "proposals_new": job.proposals_new})
 
 
 def do_review_symptom_proposals(*, actor: AbstractBaseUser, proposals: list[SymptomProposal], accept: bool) -> int:

@@ -35,7 +35,7 @@ from graph.store import get_graph_store
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.icd10 import icd_category, icd_category_clean, icd_code_clean
-from medsyn_site.core.jobs import job_send_on_commit
+from medsyn_site.core.jobs import job_cancel, job_send_on_commit
 from medsyn_site.core.models import AuditEvent, BackgroundJob, JobPhase, JobStatus
 from medsyn_site.core.progress import ProgressRecorder
 
@@ -367,16 +367,9 @@ def do_cancel_job(*, job: GenerationJob, actor: AbstractBaseUser | None) -> Gene
     """Stop a queued or running job: its worker stops at its next check, between batches or inside the running one
     (JobWatch, within about PROGRESS_INTERVAL_SECONDS); items already done keep their notes, the others stay
     pending. StateConflict when the job has already finished."""
-    job = GenerationJob.objects.select_for_update().get(pk=job.pk)
-    if job.finished:
-        raise StateConflict(_("Job %(id)s has already finished (%(status)s): nothing to cancel.")
-                            % {"id": job.pk, "status": job.get_status_display()})
-    previous = job.status
-    job.status, job.finished_at = JobStatus.CANCELLED, timezone.now()
-    job.save(update_fields=["status", "finished_at", "updated_at"])
-    audit_write(actor=actor, action=AuditEvent.CANCEL_GENERATION_JOB, obj=job, from_state=previous,
-                to_state=job.status, extra={"ok": job.ok, "failed": job.failed, "skipped": job.skipped})
-    return job
+    return job_cancel(job, actor=actor, event=AuditEvent.CANCEL_GENERATION_JOB,
+                      already_finished=_("Job %(id)s has already finished (%(status)s): nothing to cancel."),
+                      extra=lambda job: {"ok": job.ok, "failed": job.failed, "skipped": job.skipped})
 
 
 @transaction.atomic

@@ -36,8 +36,7 @@ from django.utils.translation import gettext_noop
 from generation.backends.local_backend import model_location
 from generation.models import ModelConfig
 from medsyn_site.core.audit import audit_write
-from medsyn_site.core.errors import StateConflict
-from medsyn_site.core.jobs import job_send_on_commit
+from medsyn_site.core.jobs import job_cancel, job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobPhase, JobStatus
 from medsyn_site.core.progress import Progress, ProgressRecorder
 
@@ -206,16 +205,10 @@ def do_start_finetune(*, base_config: ModelConfig, instruction_set: InstructionS
 def do_cancel_finetune(*, job: FineTuneJob, actor: AbstractBaseUser | None) -> FineTuneJob:
     """Stop a queued or running job: the worker stops before its next step; checkpoints stay on disk, no model is
     registered. StateConflict when the job has already finished."""
-    job = FineTuneJob.objects.select_for_update().get(pk=job.pk)
-    if job.finished:
-        raise StateConflict(_("Fine-tuning job %(id)s has already finished (%(status)s): nothing to cancel.")
-                            % {"id": job.pk, "status": job.get_status_display()})
-    previous = job.status
-    job.status, job.cancel_requested, job.finished_at = JobStatus.CANCELLED, True, timezone.now()
-    job.save(update_fields=["status", "cancel_requested", "finished_at", "updated_at"])
-    audit_write(actor=actor, action=AuditEvent.CANCEL_FINETUNE, obj=job, from_state=previous, to_state=job.status,
-                extra={"step": job.progress_done, "checkpoint_step": job.checkpoint_step})
-    return job
+    return job_cancel(job, actor=actor, event=AuditEvent.CANCEL_FINETUNE, fields={"cancel_requested": True},
+                      already_finished=_("Fine-tuning job %(id)s has already finished (%(status)s): nothing to "
+                                         "cancel."),
+                      extra=lambda job: {"step": job.progress_done, "checkpoint_step": job.checkpoint_step})
 
 
 # --- Running ------------------------------------------------------------------------------------------------------

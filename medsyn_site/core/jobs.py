@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
@@ -24,8 +25,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .errors import BrokerUnavailable
-from .models import BackgroundJob, JobStatus
+from .audit import audit_write
+from .errors import BrokerUnavailable, StateConflict
+from .models import AuditEvent, BackgroundJob, JobStatus
 
 if TYPE_CHECKING:
     import redis
@@ -94,6 +96,24 @@ def _job_send(job: BackgroundJob) -> None:
 
 
 # --- Workers that died ----------------------------------------------------------------------------------------------
+
+def job_cancel(job: BackgroundJob, *, actor, event: AuditEvent, already_finished: str,
+               extra: Callable[[Any], dict] | None = None, fields: dict[str, Any] | None = None) -> Any:
+    """Cancel a queued or running job of any kind, under its row lock (call inside a transaction): its worker sees
+    the status at its next check and stops. already_finished: the StateConflict message (with %(id)s and
+    %(status)s) when it has finished; extra(job): what the audit record keeps; fields: other columns to set."""
+    job = type(job).objects.select_for_update().get(pk=job.pk)
+    if job.finished:
+        raise StateConflict(already_finished % {"id": job.pk, "status": job.get_status_display()})
+    previous = job.status
+    job.status, job.finished_at = JobStatus.CANCELLED, timezone.now()
+    for name, value in (fields or {}).items():
+        setattr(job, name, value)
+    job.save(update_fields=["status", "finished_at", "updated_at", *(fields or {})])
+    audit_write(actor=actor, action=event, obj=job, from_state=previous, to_state=job.status,
+                extra=extra(job) if extra is not None else {})
+    return job
+
 
 def worker_identity() -> str:
     """'<celery hostname> <boot id>' inside a Celery task, '' elsewhere (a management command runs its own job)."""

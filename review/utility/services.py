@@ -20,16 +20,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from generation.models import Note
 from medsyn_site.core.audit import audit_write
-from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.forms import form_errors_text
 from medsyn_site.core.icd10 import icd_category, icd_code_clean
-from medsyn_site.core.jobs import job_send_on_commit
+from medsyn_site.core.jobs import job_cancel, job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobStatus
 from medsyn_site.core.progress import Progress, ProgressRecorder
 from review.curation.forms import CurationFilterForm
@@ -254,16 +252,10 @@ def do_cancel_utility_evaluation(*, evaluation: UtilityEvaluation,
                                  actor: AbstractBaseUser | None) -> UtilityEvaluation:
     """Stop a queued or running evaluation: the worker stops after its current fit and stores nothing.
     StateConflict when it has already finished."""
-    evaluation = UtilityEvaluation.objects.select_for_update().get(pk=evaluation.pk)
-    if evaluation.finished:
-        raise StateConflict(_("Utility evaluation %(id)s has already finished (%(status)s): nothing to cancel.")
-                            % {"id": evaluation.pk, "status": evaluation.get_status_display()})
-    previous = evaluation.status
-    evaluation.status, evaluation.finished_at = JobStatus.CANCELLED, timezone.now()
-    evaluation.save(update_fields=["status", "finished_at", "updated_at"])
-    audit_write(actor=actor, action=AuditEvent.CANCEL_UTILITY_EVALUATION, obj=evaluation, from_state=previous,
-                to_state=evaluation.status, extra={"fits_done": evaluation.progress_done})
-    return evaluation
+    return job_cancel(evaluation, actor=actor, event=AuditEvent.CANCEL_UTILITY_EVALUATION,
+                      already_finished=_("Utility evaluation %(id)s has already finished (%(status)s): nothing to "
+                                         "cancel."),
+                      extra=lambda evaluation: {"fits_done": evaluation.progress_done})
 
 
 # --- Running ------------------------------------------------------------------------------------------------------
