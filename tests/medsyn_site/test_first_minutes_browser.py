@@ -63,3 +63,26 @@ def test_a_curator_meets_the_queue_and_a_refused_key_in_russian(site, live_login
     page.dispatch_event("h1", "keydown", {"code": "KeyA", "key": "ф", "bubbles": True})
     expect(page.locator("[data-testid=key-message]")).to_contain_text(
         ru("A generated note is submitted for review first (key S)."))
+
+
+def test_a_researcher_goes_from_a_code_to_a_plan_in_russian(site, live_login, live_server):
+    from graph.names import code_display_name
+
+    page = live_login(site["users"]["researcher"].username)
+    _to_russian(page)
+    expect(page.locator("[data-testid=todo-jobs]")).to_contain_text(ru("Generation jobs"))
+    page.goto(f"{live_server.url}{reverse('graph:code', args=['J06'])}")
+    with translation.override("ru"):
+        name = code_display_name("J06")
+    expect(page.locator("[data-testid=code-name]")).to_have_text(name)  # the Russian ICD-10 name
+    page.click("[data-testid=generate-notes]")
+    expect(page.locator("h1")).to_have_text(ru("New generation job"))
+    expect(page.locator("input[name=categories]")).to_have_value("J06")
+
+
+def test_an_admin_reads_the_status_page_in_russian(site, live_login, live_server):
+    page = live_login(site["users"]["admin"].username)
+    _to_russian(page)
+    page.goto(f"{live_server.url}{reverse('status')}")
+    expect(page.locator("h1")).to_have_text(ru("System status"))
+    expect(page.locator("[data-testid=overall-status]")).not_to_be_empty()
