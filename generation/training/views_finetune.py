@@ -14,13 +14,14 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.html import format_html
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from medsyn_site.access import permission_view
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.progress import poll_response
+from medsyn_site.core.svg import svg_joined
 
 from .finetune import do_cancel_finetune, do_start_finetune, finetune_jobs_list, job_output_dir
 from .forms_finetune import FineTuneForm
@@ -31,11 +32,6 @@ _generation = permission_view("medsyn_site.run_generation")
 
 
 # --- The loss curve -----------------------------------------------------------------------------------------------
-
-def _joined(parts: list[SafeString]) -> SafeString:
-    """Pieces that format_html built (so every value in them is escaped), as one safe string."""
-    return mark_safe("".join(parts))  # noqa: S308 - each part is a format_html result
-
 
 def loss_curve_svg(metrics: list[dict], *, title: str, width: int = 560, height: int = 240) -> SafeString:
     """Train loss (every step) and validation loss (where measured) against the step, drawn as plain SVG on the
@@ -89,7 +85,7 @@ def loss_curve_svg(metrics: list[dict], *, title: str, width: int = 560, height:
                                  top + 13, name))
     return format_html('<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" role="img" aria-label="{}">'
                        '<text x="4" y="16" font-size="13" font-weight="600">{}</text>{}</svg>',
-                       width, height, title, title, _joined(parts))
+                       width, height, title, title, svg_joined(parts))
 
 
 # --- Pages --------------------------------------------------------------------------------------------------------
