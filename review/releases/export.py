@@ -390,8 +390,9 @@ def _card_header(card: ReleaseCard, rows: int, arrow_bytes: int) -> dict[str, An
     }
 
 
-def _cell(value: Any) -> str:
-    """A Markdown table cell: one line, HTML and pipes escaped, floats rounded, None as a dash."""
+def markdown_cell(value: Any) -> str:
+    """A Markdown table cell (or inline text) of the dataset card: one line, HTML and pipes escaped, floats rounded,
+    None as a dash. Sections other apps add to the card (core.sections) write their values through it too."""
     if value is None:
         return "—"
     if isinstance(value, float):
@@ -405,9 +406,9 @@ def _cell(value: Any) -> str:
 
 
 def _table(header: Iterable[Any], body: Iterable[Iterable[Any]]) -> str:
-    header = [_cell(name) for name in header]
+    header = [markdown_cell(name) for name in header]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in body]
+    lines += ["| " + " | ".join(markdown_cell(value) for value in row) + " |" for row in body]
     return "\n".join(lines)
 
 
@@ -432,7 +433,7 @@ def _records_table(items: list[Any]) -> str:
     if all(isinstance(item, dict) for item in items):
         columns = list(dict.fromkeys(key for item in items for key in item))
         return _table(columns, [[item.get(key) for key in columns] for item in items])
-    return "\n".join(f"- {_cell(item)}" for item in items)
+    return "\n".join(f"- {markdown_cell(item)}" for item in items)
 
 
 def _mapping_section(mapping: dict[str, Any]) -> str:
@@ -441,9 +442,9 @@ def _mapping_section(mapping: dict[str, Any]) -> str:
     parts = [_table(["", "value"], scalars)] if scalars else []
     for key, value in mapping.items():
         if isinstance(value, dict):
-            parts.append(f"### {_cell(key)}\n\n" + _table(["", "value"], value.items()))
+            parts.append(f"### {markdown_cell(key)}\n\n" + _table(["", "value"], value.items()))
         elif isinstance(value, list):
-            parts.append(f"### {_cell(key)}\n\n" + _records_table(value))
+            parts.append(f"### {markdown_cell(key)}\n\n" + _records_table(value))
     return "\n\n".join(parts)
 
 
@@ -518,8 +519,8 @@ def _card_markdown(card: ReleaseCard, stats: dict[str, Any], data_files: list[Ex
             ["Passed all checks", f"{checks['passed']} of {checks['passed'] + checks['failed']} checked "
                                   f"({_share(checks['passed'], checks['passed'] + checks['failed'])})"],
             ["Not checked", checks["unchecked"]],
-            ["Mean symptoms_recall", f"{_cell(recall['mean'])} over {recall['n']} notes"],
-            ["Mean anamnesis_precision", f"{_cell(precision['mean'])} over {precision['n']} notes"],
+            ["Mean symptoms_recall", f"{markdown_cell(recall['mean'])} over {recall['n']} notes"],
+            ["Mean anamnesis_precision", f"{markdown_cell(precision['mean'])} over {precision['n']} notes"],
             ["Private example note (`private_data`)", f"{private['count']} ({_share(private['count'], rows)})"],
         ]),
         "## Assessment\n\n" + (_mapping_section(card.assessment) if card.assessment

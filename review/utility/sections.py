@@ -8,16 +8,13 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
+from review.releases.export import markdown_cell
 from review.releases.models import Release
 
 from .models import UTILITY_PERMISSION
 from .selectors import utility_command_line, utility_latest_for_release
 
 CARD_METRICS = {"accuracy": "accuracy", "hit3": "Hit@3", "hit5": "Hit@5", "macro_f1": "macro-F1"}
-
-
-def _cell_markdown(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def utility_card_section(release: Release) -> str | None:
@@ -38,10 +35,10 @@ def utility_card_section(release: Release) -> str | None:
         "## Utility for ICD-10 code prediction",
         "",
         f"Measured by utility evaluation {evaluation.pk} ({evaluation.finished_at:%Y-%m-%d}): the classifier "
-        f"`{inputs['classifier']['name']}` ({_cell_markdown(inputs['classifier']['description'])}) trained on real "
+        f"`{inputs['classifier']['name']}` ({markdown_cell(inputs['classifier']['description'])}) trained on real "
         f"notes of split `{real.get('split')}` ({real['notes']} notes, SHA-256 `{real['sha256']}`) with and without "
         f"the {synthetic['notes']} synthetic notes of this release (SHA-256 `{synthetic['sha256']}`), scored on "
-        f"{_cell_markdown(scored_name)} ({scored['notes']} notes, SHA-256 `{scored['sha256']}`); labels: "
+        f"{markdown_cell(scored_name)} ({scored['notes']} notes, SHA-256 `{scored['sha256']}`); labels: "
         f"{inputs['label']}; {len(inputs['seeds'])} seed(s), {inputs['bootstrap']} bootstrap resamples. Percentages "
         "with 95 % bootstrap intervals; Δ: the difference from the cell's real-only baseline in points, with the "
         "paired bootstrap test's p.",
@@ -57,7 +54,7 @@ def utility_card_section(release: Release) -> str | None:
             if value["delta"]:
                 text += f", Δ {value['delta']} ({value['p']})"
             shown.append(text)
-        lines.append(f"| {_cell_markdown(cell.key)} | {training_mean(cell, 'real')} + "
+        lines.append(f"| {markdown_cell(cell.key)} | {training_mean(cell, 'real')} + "
                      f"{training_mean(cell, 'synthetic')} | "
                      + " | ".join(shown) + " |")
     lines += ["", "The same evaluation on the server that made this release:", "",
