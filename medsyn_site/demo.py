@@ -63,12 +63,15 @@ def _demo_plan(categories: list[str], budget: int, seed: int):
     is left out rather than failing the demo)."""
     from generation.jobs import PlanRequest, plan_compute
     from generation.planning import PlanError
+    from graph.sampling import sampling_data_load
+    from graph.store import get_graph_store
 
+    data = sampling_data_load(get_graph_store())  # read the graph once, not once a category
     usable = []
     for category in categories:
         try:
             if plan_compute(PlanRequest(categories=[category], budget=1, allocation="uniform", variant="symptoms",
-                                        seed=seed, language="ru"), tasks=False).total:
+                                        seed=seed, language="ru"), data=data, tasks=False).total:
                 usable.append(category)
         except (PlanError, ValueError):
             continue
