@@ -25,7 +25,7 @@ from typing import Any, get_args
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -33,11 +33,13 @@ from django.utils.translation import gettext_noop
 from graph.sampling import SamplingData, sampling_data_load
 from graph.store import get_graph_store
 from medsyn_site.core.audit import audit_write
+from medsyn_site.core.chunks import chunk_size_default, chunks_dispatch
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.icd10 import icd_category, icd_category_clean, icd_code_clean
 from medsyn_site.core.jobs import job_cancel, job_send_on_commit
-from medsyn_site.core.models import AuditEvent, BackgroundJob, JobPhase, JobStatus
+from medsyn_site.core.models import AuditEvent, BackgroundJob, JobChunk, JobPhase, JobStatus
 from medsyn_site.core.progress import ProgressRecorder
+from medsyn_site.core.workers import Requirements
 
 from .backends.base import (
     GenerationBackend,
@@ -50,7 +52,7 @@ from .backends.base import (
 )
 from .bertscore import BertScorer, bert_scorer_configured
 from .checks import CheckThresholds, note_checks_run
-from .memorisation import MemorisationIndex, memorisation_index_load
+from .memorisation import MemorisationIndex, memorisation_index_cached
 from .models import GenerationItem, GenerationJob, Language, ModelConfig, Note, PromptTemplate
 from .planning import (
     DEFAULT_MIN_WORDS,
@@ -261,8 +263,10 @@ def item_prompt_rng(seed: int, index: int) -> random.Random:
 
 
 def queue_for(config: ModelConfig) -> str:
-    """The worker queue of a model's jobs: local models on "gpu", API models on "api", template filling (no model) on
-    "default"."""
+    """The worker queue of a model's jobs: local models on "gpu" ("gpu.cuda" for one that needs CUDA: only workers
+    that have it consume that queue), API models on "api", template filling (no model) on "default"."""
+    if config.backend == ModelConfig.Backend.LOCAL and config.device == ModelConfig.Device.CUDA:
+        return "gpu.cuda"
     return {ModelConfig.Backend.LOCAL: "gpu", ModelConfig.Backend.TEMPLATE: "default"}.get(config.backend, "api")
 
 
@@ -582,19 +586,14 @@ class ItemsWatch(JobWatch):
 
 
 def job_execute(job_id: int) -> None:
-    """Build the job's items the first time (job_items_build), load the model (the "loading the model" phase), then
-    run the pending items in batches; cancel and the budget cap are checked between batches, and a cancel inside a
-    running batch too (JobWatch)."""
+    """The job's own task: build its items the first time (job_items_build), then share them out in chunks
+    (core.chunks): each chunk of pending items is a task on the job's queue, so every worker of that queue, on any
+    host, takes part. Outside a worker (a management command, the demo) the chunks run here, one after another."""
     job = GenerationJob.objects.select_related("prompt_template").filter(pk=job_id).first()
     if job is None or not job.mark_running():
         return  # finished or cancelled before this delivery
     with ProgressRecorder(job, min_interval=0) as recorder:
         recorder.phase_set(JobPhase.RUNNING)  # this run's activity: a previous run's samples are dropped
-        _job_run(job, recorder)
-
-
-def _job_run(job: GenerationJob, recorder: ProgressRecorder) -> None:
-    job_id = job.pk
     try:
         job_items_build(job)
     except ValidationError as error:  # the plan cannot be made any more: the graph or the notes changed
@@ -603,54 +602,92 @@ def _job_run(job: GenerationJob, recorder: ProgressRecorder) -> None:
     except Exception as error:  # the graph is down, for example: the job page says so; resume builds it again
         _finish(job_id, JobStatus.FAILED, f"{type(error).__name__}: {error}")
         raise
+    items = job.items.all()
+    end = (items.aggregate(end=Max("index"))["end"] or 0) + 1
+    pending = items.filter(status=GenerationItem.Status.PENDING).values_list("index", flat=True)
+    chunks_dispatch(job, end=end, size=chunk_size_for(model_config_for_job(job)), pending=list(pending))
+
+
+def chunk_size_for(config: ModelConfig) -> int:
+    """Items per chunk: the configuration's chunk_size, else settings.JOB_CHUNK_SIZE, else one local batch
+    (batch_size) for a local model, one window of requests in flight (concurrency) for an API model."""
+    if config.chunk_size:
+        return config.chunk_size
+    by_backend = {ModelConfig.Backend.LOCAL: config.batch_size, ModelConfig.Backend.OPENAI: config.concurrency}
+    return chunk_size_default(by_backend.get(config.backend, TEMPLATE_CHUNK_SIZE))
+
+
+TEMPLATE_CHUNK_SIZE = 50  # template filling has no model to wait for: chunks of this many notes
+
+
+def requirements_for(config: ModelConfig) -> Requirements | None:
+    """What a worker needs to run a model: a local model on "cuda" needs CUDA, and min_memory_gb of memory."""
+    if config.backend != ModelConfig.Backend.LOCAL:
+        return None
+    return Requirements(device="cuda" if config.device == ModelConfig.Device.CUDA else "",
+                        memory_gb=config.min_memory_gb or 0.0)
+
+
+def job_chunk_execute(job: GenerationJob, chunk: JobChunk) -> bool:
+    """Run one chunk of a job (core.chunks): load the model (once per worker process: the backends keep it), then the
+    chunk's pending items in batches; cancel and the budget cap are checked between batches, and a cancel inside a
+    running batch too (JobWatch). True when the chunk has no pending item left."""
+    job = GenerationJob.objects.select_related("prompt_template").get(pk=job.pk)
     config = model_config_for_job(job)
-    loading = config.backend == ModelConfig.Backend.LOCAL
-    try:
-        with recorder.phase(JobPhase.LOADING_MODEL) if loading else contextlib.nullcontext():
-            backend = backend_for(config)
-    except Exception as error:  # a missing model directory, for example: nothing can run
-        logger.exception("backend unavailable", extra={"job_id": job_id})
-        _finish(job_id, JobStatus.FAILED, f"{type(error).__name__}: {error}")
-        return
-    try:
-        _batches_run(job, config, backend, recorder)
-    except Exception as error:  # the job page must not show "running" forever; the task records the traceback
-        _finish(job_id, JobStatus.FAILED, f"{type(error).__name__}: {error}")
-        raise
+    with ProgressRecorder(job, min_interval=0, shared=True) as recorder:
+        loading = config.backend == ModelConfig.Backend.LOCAL
+        try:
+            with recorder.phase(JobPhase.LOADING_MODEL) if loading else contextlib.nullcontext():
+                backend = backend_for(config)
+        except Exception as error:  # a missing model directory, for example: nothing can run
+            logger.exception("backend unavailable", extra={"job_id": job.pk})
+            _finish(job.pk, JobStatus.FAILED, f"{type(error).__name__}: {error}")
+            return False
+        try:
+            return _batches_run(job, config, backend, recorder, chunk)
+        except Exception as error:  # the job page must not show "running" forever; the task records the traceback
+            _finish(job.pk, JobStatus.FAILED, f"{type(error).__name__}: {error}")
+            raise
+
+
+def job_chunks_finish(job: GenerationJob) -> None:
+    """Every chunk is done (core.chunks, under the job's row lock): the job is done, or failed when no item could be
+    generated."""
+    job.refresh_from_db()
+    if job.ok == 0 and job.failed > 0:
+        _finish(job.pk, JobStatus.FAILED, "no item could be generated; see the item errors")
+    else:
+        _finish(job.pk, JobStatus.DONE)
 
 
 def _batches_run(job: GenerationJob, config: ModelConfig, backend: GenerationBackend,
-                 recorder: ProgressRecorder) -> None:
-    """Pending items in index order, config.batch_size at a time, until none is left, a cancel, or the cap."""
+                 recorder: ProgressRecorder, chunk: JobChunk) -> bool:
+    """The chunk's pending items in index order, config.batch_size at a time, until none is left (True), a cancel
+    or the cap (False)."""
     job_id = job.pk
     inputs = prompt_inputs(job.prompt_template)
-    # memorisation check against every real note, read once
-    watch = ItemsWatch(job, recorder, config, check_thresholds_for(job), memorisation_index_load(),
+    # memorisation check against every real note (kept by the process while the real notes stay the same)
+    watch = ItemsWatch(job, recorder, config, check_thresholds_for(job), memorisation_index_cached(),
                        bert_scorer_configured())
     while True:
         job.refresh_from_db()
         if job.status != JobStatus.RUNNING:
-            return  # cancelled
-        batch = list(job.items.filter(status=GenerationItem.Status.PENDING).order_by("index")[:config.batch_size])
+            return False  # cancelled
+        pending = job.items.filter(status=GenerationItem.Status.PENDING)
+        batch = list(pending.filter(index__gte=chunk.first, index__lt=chunk.end).order_by("index")[:config.batch_size])
         if not batch:
-            break
+            return True
         if _budget_exhausted(job, len(batch)):
             with transaction.atomic():
-                left = job.items.filter(status=GenerationItem.Status.PENDING).update(
-                    status=GenerationItem.Status.SKIPPED, error="budget cap reached")
+                left = pending.update(status=GenerationItem.Status.SKIPPED, error="budget cap reached")
                 GenerationJob.objects.filter(pk=job_id).update(skipped=F("skipped") + left,
                                                                progress_done=F("progress_done") + left)
             _finish(job_id, JobStatus.DONE, f"budget cap reached: {left} item(s) not run")
-            return
+            return False
         requests = [GenerationRequest(key=str(item.pk), system=item.prompt_system, user=item.prompt_user,
                                       inputs=item_plan_inputs(job, item, inputs)) for item in batch]
         watch.batch_start(job)
         try:
             backend.generate(requests, watch=watch)  # watch.result records each item as it comes
         except GenerationCancelled:
-            return  # the items of the batch without a result stay pending
-    job.refresh_from_db()
-    if job.ok == 0 and job.failed > 0:
-        _finish(job_id, JobStatus.FAILED, "no item could be generated; see the item errors")
-    else:
-        _finish(job_id, JobStatus.DONE)
+            return False  # the items of the batch without a result stay pending

@@ -168,3 +168,22 @@ def memorisation_index_load() -> MemorisationIndex:
 
     return MemorisationIndex(Note.objects.filter(origin=Note.Origin.REAL).values_list("id", "text")
                              .iterator(chunk_size=INDEX_CHUNK))
+
+
+_cached: dict[tuple[int, int], MemorisationIndex] = {}
+
+
+def memorisation_index_cached() -> MemorisationIndex:
+    """memorisation_index_load, kept by the process while the real notes stay the same (their count and newest id:
+    real notes are imported or deleted, never edited), so that the chunks of a job a worker runs one after another
+    read the corpus once, not once per chunk."""
+    from django.db.models import Count, Max
+
+    from .models import Note
+
+    stamp = Note.objects.filter(origin=Note.Origin.REAL).aggregate(count=Count("id"), newest=Max("id"))
+    key = (stamp["count"], stamp["newest"] or 0)
+    if key not in _cached:
+        _cached.clear()
+        _cached[key] = memorisation_index_load()
+    return _cached[key]

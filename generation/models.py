@@ -146,6 +146,14 @@ class ModelConfig(models.Model):
     top_p = models.FloatField(default=0.95, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
     max_new_tokens = models.PositiveIntegerField(default=512, validators=[MinValueValidator(1)])
     batch_size = models.PositiveIntegerField(default=8, validators=[MinValueValidator(1)])
+    chunk_size = models.PositiveIntegerField(
+        _("chunk size"), null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(10_000)],
+        help_text=_("Items per chunk: a job is shared out in chunks, one task each, over every worker of its queue. "
+                    "Empty: one batch (local models) or one window of requests in flight (API models)."))
+    min_memory_gb = models.FloatField(
+        _("memory needed (GB)"), default=0.0, validators=[MinValueValidator(0.0)],
+        help_text=_("Local models: the memory a worker needs to run it (GPU memory on CUDA, else RAM); a worker with "
+                    "less never takes its chunks. A model on the CUDA device goes only to workers that have CUDA."))
     timeout_seconds = models.FloatField(default=120.0, validators=[MinValueValidator(0.01)])
     max_retries = models.PositiveIntegerField(default=5)
     concurrency = models.PositiveIntegerField(
@@ -219,6 +227,27 @@ class GenerationJob(BackgroundJob):
         from .tasks import run_generation_job
 
         task_send(run_generation_job, args=[self.pk], queue=queue_for(self.model_config))
+
+    # A chunked job (core.chunks): its items are shared out in chunks over the workers of its queue.
+    def chunk_queue(self) -> str:
+        from .jobs import queue_for
+
+        return queue_for(self.model_config)
+
+    def chunk_requirements(self):
+        from .jobs import requirements_for
+
+        return requirements_for(self.model_config)
+
+    def chunk_execute(self, chunk) -> bool:
+        from .jobs import job_chunk_execute
+
+        return job_chunk_execute(self, chunk)
+
+    def chunks_finish(self) -> None:
+        from .jobs import job_chunks_finish
+
+        job_chunks_finish(self)
 
     @property
     def items_left(self) -> int:

@@ -1,4 +1,5 @@
-"""The Celery application: queues gpu (local models, solo pool), api (API models) and default."""
+"""The Celery application: queues gpu (local models, solo pool), gpu.cuda (local models that need CUDA: consumed
+only by workers that have it), api (API models) and default; beat's schedule (the sweep of stalled work)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "medsyn_site.settings.local")
 
 app = Celery("medsyn_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [Queue("gpu"), Queue("api"), Queue("default")]
+app.conf.task_queues = [Queue("gpu"), Queue("gpu.cuda"), Queue("api"), Queue("default")]
 app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def _beat_schedule(sender: Celery, **_: object) -> None:
+    """Celery beat (one per deployment: `celery -A medsyn_site beat`) runs the sweep of stalled work (core.jobs)
+    every JOB_SWEEP_SECONDS on the default queue; a sweep not taken within a minute is dropped (the next one comes)."""
+    from django.conf import settings
+
+    sender.add_periodic_task(float(settings.JOB_SWEEP_SECONDS), sender.signature("core.sweep"),
+                             name="sweep stalled work", queue="default", expires=60)
 
 logger = logging.getLogger("medsyn.tasks")
 _task_started: dict[str, float] = {}
@@ -41,13 +52,15 @@ class WorkerHeartbeat:
     """Writes a short-lived key per consumed queue into Redis: the broker's, or the result backend's for AMQP.
 
     The status page reads these keys: a key that expired means the worker for that queue is gone. Each beat also
-    writes the process's boot id and sweeps for jobs of dead workers (core.jobs.jobs_orphaned_requeue).
+    writes the process's boot id and what it can run (core.workers), and sweeps for the work of dead workers
+    (core.jobs.stalled_work_requeue; Celery beat runs the same sweep, one at a time).
     A thread, not the task loop, so a long model call in the solo pool does not look like a death.
     """
 
     def __init__(self, hostname: str, queues: list[str]) -> None:
         self.hostname = hostname
         self.queues = queues
+        self.capabilities: dict | None = None  # detected at the first beat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="medsyn-heartbeat", daemon=True)
 
@@ -67,23 +80,27 @@ class WorkerHeartbeat:
         if store is None:
             return False
         from medsyn_site.core.jobs import worker_boot_write
+        from medsyn_site.core.workers import capabilities_detect, capabilities_write
 
         client = redis_client(store)
         for queue in self.queues:
             client.set(heartbeat_key(queue, self.hostname), str(os.getpid()), ex=settings.WORKER_HEARTBEAT_TTL_SECONDS)
         worker_boot_write(client, self.hostname)
+        if self.capabilities is None:
+            self.capabilities = capabilities_detect(self.hostname, self.queues)
+        capabilities_write(client, self.capabilities)
         self.sweep(client)
         return True
 
     @staticmethod
     def sweep(client) -> None:
-        """Send again the jobs of workers that died (core.jobs); a database that is down is the next beat's problem."""
+        """Send again the work of workers that died (core.jobs); a database that is down is the next beat's problem."""
         from django.db import close_old_connections
 
-        from medsyn_site.core.jobs import jobs_orphaned_requeue
+        from medsyn_site.core.jobs import stalled_work_requeue
 
         try:
-            jobs_orphaned_requeue(client)
+            stalled_work_requeue(client)
         except Exception:
             logger.warning("sweep of dead workers' jobs failed", exc_info=True)
         finally:

@@ -6,9 +6,11 @@
   away between the two, the job is marked failed with the reason, so nothing stays "queued" for ever.
 - Every worker process has a boot id (`WORKER_BOOT`); a job records "<hostname> <boot id>" of the worker that runs
   it (BackgroundJob.mark_running), and each worker's heartbeat thread writes its boot id under its hostname.
-  `jobs_orphaned_requeue()` (run by the heartbeat thread of every worker, one at a time) sends again each running
-  job whose worker is gone: no heartbeat, or a heartbeat from a newer boot of the same worker name (it was killed
-  and restarted). Tasks are idempotent, so a job picked up twice ends once (mark_finished writes only while running).
+  The sweep (`stalled_work_requeue()`: Celery beat's task core.sweep, and every worker's heartbeat, one at a time)
+  sends again each running job whose worker is gone (no heartbeat, or a heartbeat from a newer boot of the same
+  worker name: it was killed and restarted), and each chunk of a chunked job whose worker is gone or whose message
+  was lost (core.chunks). Tasks are idempotent, so a job picked up twice ends once (mark_finished writes only while
+  running).
 """
 
 from __future__ import annotations
@@ -136,23 +138,48 @@ def job_models() -> list[type[BackgroundJob]]:
     return [model for model in apps.get_models() if issubclass(model, BackgroundJob)]
 
 
-def jobs_orphaned_requeue(client: redis.Redis) -> list[tuple[str, int]]:
-    """Send again every running job whose worker is gone; returns (model label, pk) of each job sent.
+def heartbeat_client() -> redis.Redis | None:
+    """A client of the Redis that holds the workers' heartbeats (None when neither broker nor results are Redis)."""
+    from medsyn_site.health import heartbeat_store_url, redis_client
 
-    One sweep at a time over all workers (a short Redis lock); a job whose send fails stays as it was and is
-    tried again at the next sweep."""
+    store = heartbeat_store_url()
+    return redis_client(store) if store is not None else None
+
+
+def worker_boot_read(client: redis.Redis, hostname: str, cache: dict[str, str | None] | None = None) -> str | None:
+    """The boot id the worker named hostname last wrote (None: no live heartbeat), read once per cache."""
+    if cache is not None and hostname in cache:
+        return cache[hostname]
+    value = client.get(worker_boot_key(hostname))
+    boot = value.decode() if isinstance(value, bytes) else value
+    if cache is not None:
+        cache[hostname] = boot
+    return boot
+
+
+def stalled_work_requeue(client: redis.Redis) -> dict[str, list]:
+    """The sweep: send again the jobs (jobs_orphaned_requeue) and the chunks (core.chunks.chunks_stalled_requeue) of
+    workers that died, and chunks whose message was lost. One sweep at a time over the whole deployment (a short
+    Redis lock): Celery beat runs it every JOB_SWEEP_SECONDS (the task core.sweep), and every worker's heartbeat
+    thread tries too, so a deployment whose beat is down still recovers. Returns what each part sent."""
+    from .chunks import chunks_stalled_requeue
+
     if not client.set(SWEEP_LOCK_KEY, socket.gethostname(), nx=True, ex=settings.WORKER_HEARTBEAT_SECONDS):
-        return []
+        return {"jobs": [], "chunks": []}
+    return {"jobs": jobs_orphaned_requeue(client), "chunks": chunks_stalled_requeue(client)}
+
+
+def jobs_orphaned_requeue(client: redis.Redis) -> list[tuple[str, int]]:
+    """Send again every running job whose worker is gone; returns (model label, pk) of each job sent. A job whose
+    send fails stays as it was and is tried again at the next sweep. (A chunked job has no worker of its own once
+    its chunks are dispatched: the sweep of chunks follows them.)"""
     sent: list[tuple[str, int]] = []
     boots: dict[str, str | None] = {}
     for model in job_models():
         running = model.objects.filter(status=JobStatus.RUNNING).exclude(worker__in=["", REQUEUED])
         for job in running.only("pk", "worker", "status"):
             hostname, _space, boot = job.worker.partition(" ")
-            if hostname not in boots:
-                value = client.get(worker_boot_key(hostname))
-                boots[hostname] = value.decode() if isinstance(value, bytes) else value
-            if boots[hostname] == boot:
+            if worker_boot_read(client, hostname, boots) == boot:
                 continue  # its worker is alive
             job = model.objects.get(pk=job.pk)
             try:

@@ -218,3 +218,40 @@ class JobActivity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_model}#{self.job_id} {self.phase or 'running'}"
+
+
+class ChunkStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+
+
+class JobChunk(models.Model):
+    """One share of a chunked job (core.chunks): the job's units with indexes in [first, end), run by one Celery task
+    on the job's queue, so the workers of that queue, on any host, share the job. One row per (job, chunk index);
+    worker is "<celery hostname> <boot id>" of the worker running it (core.jobs), so the sweep finds the chunks of a
+    worker that died. sent_at: when its task was last published (the sweep sends a chunk whose message was lost)."""
+
+    job_model = models.CharField(max_length=100)  # the job model's label, "generation.generationjob"
+    job_id = models.PositiveBigIntegerField()
+    index = models.PositiveIntegerField()
+    first = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=ChunkStatus.choices, default=ChunkStatus.QUEUED)
+    worker = models.CharField(max_length=200, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)  # how many times a worker took it
+    sent_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["job_model", "job_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job_model", "job_id", "index"], name="job_chunk_once_per_index"),
+            models.CheckConstraint(condition=models.Q(first__lt=models.F("end")), name="job_chunk_not_empty"),
+        ]
+        indexes = [models.Index(fields=["status", "job_model"], name="job_chunk_status")]
+
+    def __str__(self) -> str:
+        return f"{self.job_model}#{self.job_id} chunk {self.index} [{self.first}, {self.end}) {self.status}"

@@ -220,10 +220,13 @@ class ProgressRecorder:
     (rate and ETA).
 
     in_flight(done, total) records progress with fractions of units under way, for the bar, the rate and the ETA
-    only (the job's own writes move progress_done); phase(...) names what the run is doing meanwhile."""
+    only (the job's own writes move progress_done); phase(...) names what the run is doing meanwhile. shared=True: one
+    of several recorders of the same job at once (its chunks on several workers, core.chunks): each write adds its
+    sample to those the others stored, so the rate is the whole job's."""
 
     def __init__(self, job: models.Model, *, also: Progress | None = None, min_interval: float = 0.5,
-                 using: str = "default", clock: Callable[[], float] = time.time) -> None:
+                 using: str = "default", clock: Callable[[], float] = time.time, shared: bool = False) -> None:
+        self.shared = shared  # one of several recorders of a job (its chunks on several workers): samples are merged
         self.model = type(job)
         self.pk = job.pk
         self.also = also
@@ -256,6 +259,8 @@ class ProgressRecorder:
     def phase_set(self, phase: str) -> None:
         """Name the phase of the run now (a JobPhase value; "" or RUNNING: simply running), written at once."""
         self.current_phase = "" if phase == JobPhase.RUNNING else phase
+        if self.shared:
+            self.samples = self._samples_stored()
         self.activity_write(self.samples[-1][1] if self.samples else None)
 
     @contextmanager
@@ -280,8 +285,16 @@ class ProgressRecorder:
         return True
 
     def _sample(self, done: float) -> None:
+        if self.shared:
+            self.samples = self._samples_stored()
         self.samples = samples_add(self.samples, self.clock(), float(done))
         self.activity_write(float(done))
+
+    def _samples_stored(self) -> list[Sample]:
+        """The job's samples as the other recorders of a shared job left them (time-ordered)."""
+        stored = JobActivity.objects.using(self.using).filter(
+            job_model=self.model._meta.label_lower, job_id=self.pk).values_list("samples", flat=True).first()
+        return sorted(stored or [])
 
     def write(self, **fields: object) -> None:
         """Update fields of the job row now, visible to other connections whatever transaction is open (and its

@@ -14,6 +14,7 @@ from medsyn_site.env import (
     database_from_url,
     env_bool,
     env_dir,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -241,6 +242,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBIL
 WORKER_QUEUES = ["gpu", "api", "default"]
 WORKER_HEARTBEAT_SECONDS = 3
 WORKER_HEARTBEAT_TTL_SECONDS = 12
+# Jobs in chunks (core.chunks): a job's items are split into chunks, one task each on the job's queue, so every worker
+# of that queue shares the job. The size is the model configuration's chunk_size, else its backend's default (a
+# local model's batch size, an API model's concurrency window); this sets the default for the other job kinds.
+JOB_CHUNK_SIZE = env_int("MEDSYN_JOB_CHUNK_SIZE", 0, minimum=0)  # 0: each job kind's own default
+# The sweep (Celery beat, core.chunks.chunks_stalled_requeue) runs this often: it sends again the chunks of workers
+# that died, and chunks still queued this long after they were sent while their queue is empty (a lost message).
+JOB_SWEEP_SECONDS = env_int("MEDSYN_JOB_SWEEP_SECONDS", 15, minimum=1)
+JOB_CHUNK_LOST_AFTER_SECONDS = env_int("MEDSYN_JOB_CHUNK_LOST_AFTER_SECONDS", 120, minimum=1)
+# What this worker says it can run (core.workers): detected; these override the detection (a host that must keep
+# memory for something else, a test that plays a small worker).
+WORKER_DEVICE = env_str("MEDSYN_WORKER_DEVICE", "")  # "cpu", "cuda", "mps"; "": detected
+WORKER_MEMORY_GB = env_float("MEDSYN_WORKER_MEMORY_GB", None)  # the accelerator's memory, else the RAM
 
 # Content-Security-Policy of every response (medsyn_site.security.ContentSecurityPolicyMiddleware). No inline
 # <script> anywhere: behaviour lives in static files (static/js/medsyn.js for small generic behaviours). Inline

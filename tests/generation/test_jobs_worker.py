@@ -11,6 +11,7 @@ import pytest
 from generation.jobs import PlanRequest, do_create_job
 from generation.models import GenerationJob, ModelConfig, Note
 from generation.services import prompt_templates_ensure
+from medsyn_site.core.models import JobChunk
 
 # serialized_rollback: the flush after a transactional test must give back the seeded prompt templates.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -55,7 +56,7 @@ def test_api_model_job_with_injected_faults(celery_workers, tiny_graph, real_not
     config = ModelConfig.objects.create(
         name="fake-openai", backend=ModelConfig.Backend.OPENAI, api_model="gpt-fake", base_url=openai_server.url,
         batch_size=2, concurrency=1, max_retries=2, timeout_seconds=0.5, backoff_initial_seconds=0.01,
-        backoff_max_seconds=0.05,
+        backoff_max_seconds=0.05, chunk_size=4,  # one chunk: the faults are scripted in arrival order
         price_per_1k_tokens="1.0")
     # Items run in index order, one request at a time: 0 gets 429 then 500 then succeeds; 1 times out once;
     # 2 gets a malformed body (not retried: the item fails); 3 succeeds at once.
@@ -90,17 +91,22 @@ def test_gpu_worker_killed_mid_job_ends_with_exactly_the_planned_notes(celery_wo
     job = job_wait(job, until=lambda j: j.progress_done >= 3)
     celery_workers.kill("gpu", signal.SIGKILL)
     job.refresh_from_db()
-    at_kill, killed_worker = job.progress_done, job.worker
+    chunks = JobChunk.objects.filter(job_model="generation.generationjob", job_id=job.pk)
+    at_kill = job.progress_done
+    killed_workers = set(chunks.exclude(status="queued").values_list("worker", flat=True))
     assert job.status == "running" and at_kill < job.planned, "the job finished before the kill; make it longer"
-    assert killed_worker.startswith("gpu@")
+    assert killed_workers and all(worker.startswith("gpu@") for worker in killed_workers)
     # The killed worker's message stays unacknowledged in Redis for the visibility timeout (an hour); what brings
-    # the job back at once is the sweep of the restarted worker (core.jobs): the job names a boot of "gpu@..." that
-    # is no longer alive, so it is sent again, with no manual Resume.
+    # its chunk back at once is the sweep of the restarted worker (core.jobs, core.chunks): the chunk names a boot
+    # of "gpu@..." that is no longer alive, so it is sent again, with no manual Resume. The chunks still queued
+    # are taken by the restarted worker from the queue.
     celery_workers.start("gpu")
     celery_workers.wait_ready("gpu")
     job = job_wait(job, timeout=120)
     assert job.status == "done" and job.progress_done == job.planned == 40
-    assert job.worker.startswith("gpu@") and job.worker != killed_worker  # finished by the restarted worker
+    assert set(chunks.values_list("status", flat=True)) == {"done"}
+    restarted = set(chunks.values_list("worker", flat=True)) - killed_workers
+    assert restarted and all(worker.startswith("gpu@") for worker in restarted)  # finished by the restarted worker
     assert job.items.filter(status="pending").count() == 0
     notes = Note.objects.filter(metadata__job_id=job.pk)
     assert notes.count() == job.ok == job.items.filter(status="done").count()
