@@ -39,7 +39,7 @@ from medsyn_site.core.icd10 import icd_category, icd_category_clean, icd_code_cl
 from medsyn_site.core.jobs import job_cancel, job_send_on_commit
 from medsyn_site.core.models import AuditEvent, BackgroundJob, JobChunk, JobPhase, JobStatus
 from medsyn_site.core.progress import ProgressRecorder
-from medsyn_site.core.workers import Requirements
+from medsyn_site.core.workers import Requirements, worker_capabilities_all, workers_able
 
 from .backends.base import (
     GenerationBackend,
@@ -626,6 +626,22 @@ def requirements_for(config: ModelConfig) -> Requirements | None:
         return None
     return Requirements(device="cuda" if config.device == ModelConfig.Device.CUDA else "",
                         memory_gb=config.min_memory_gb or 0.0)
+
+
+def job_waiting_reason(job: GenerationJob, workers: list[dict] | None = None) -> str | None:
+    """Why an unfinished job may not move: no live worker consumes its queue, or none of them can run its model (too
+    little memory, no CUDA: core.workers); None when one can (or the job has finished)."""
+    if job.finished:
+        return None
+    config = job.model_config
+    queue, requirements = queue_for(config), requirements_for(config)
+    workers = worker_capabilities_all() if workers is None else workers
+    if not any(queue in worker.get("queues", ()) for worker in workers):
+        return _("No worker of the queue %(queue)s is running: the job waits until one starts.") % {"queue": queue}
+    if requirements is not None and not workers_able(requirements, queue, workers):
+        return _("No running worker can run this model (it needs %(needs)s): the job waits until one that can "
+                 "starts.") % {"needs": requirements.describe()}
+    return None
 
 
 def job_chunk_execute(job: GenerationJob, chunk: JobChunk) -> bool:

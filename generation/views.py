@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from graph.store import GraphUnavailable
 from medsyn_site.access import permission_view
+from medsyn_site.core.chunks import chunks_by_host
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.forms import ascii_digits, form_errors_text
 from medsyn_site.core.progress import poll_response
@@ -21,7 +22,7 @@ from medsyn_site.core.progress import poll_response
 from . import selectors
 from .enrichment import do_cancel_symptom_extraction, do_review_symptom_proposals, do_start_symptom_extraction
 from .forms import JobForm, NoteFilterForm, NoteImportForm
-from .jobs import do_cancel_job, do_create_job, do_resume_job, job_plan_preview
+from .jobs import do_cancel_job, do_create_job, do_resume_job, job_plan_preview, job_waiting_reason
 from .models import GenerationJob, ModelConfig, Note, NoteImportJob, PromptTemplate, SymptomExtractionJob
 from .services import note_import_upload
 
@@ -66,7 +67,8 @@ def new(request: HttpRequest) -> HttpResponse:
 
 def _job_page(request: HttpRequest, pk: int, *, status: int = 200) -> HttpResponse:
     job = get_object_or_404(GenerationJob.objects.select_related("model_config", "prompt_template"), pk=pk)
-    context = {"job": job, "errors": selectors.generation_job_errors(job=job)[:200]}
+    context = {"job": job, "errors": selectors.generation_job_errors(job=job)[:200],
+               "waiting": job_waiting_reason(job), "hosts": chunks_by_host(job)}
     if request.htmx:
         return poll_response(render(request, "generation/_job_status.html", context), finished=job.finished)
     return render(request, "generation/job.html", context, status=status)

@@ -58,9 +58,13 @@ class WorkerHeartbeat:
     """
 
     def __init__(self, hostname: str, queues: list[str]) -> None:
+        from medsyn_site.core.workers import capabilities_detect
+
         self.hostname = hostname
         self.queues = queues
-        self.capabilities: dict | None = None  # detected at the first beat
+        # Detected here, in the worker's main thread, before the first beat: detection may import torch, which a
+        # second thread must not do while the main one imports it for a task (import locks).
+        self.capabilities = capabilities_detect(hostname, queues)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="medsyn-heartbeat", daemon=True)
 
@@ -80,14 +84,12 @@ class WorkerHeartbeat:
         if store is None:
             return False
         from medsyn_site.core.jobs import worker_boot_write
-        from medsyn_site.core.workers import capabilities_detect, capabilities_write
+        from medsyn_site.core.workers import capabilities_write
 
         client = redis_client(store)
         for queue in self.queues:
             client.set(heartbeat_key(queue, self.hostname), str(os.getpid()), ex=settings.WORKER_HEARTBEAT_TTL_SECONDS)
         worker_boot_write(client, self.hostname)
-        if self.capabilities is None:
-            self.capabilities = capabilities_detect(self.hostname, self.queues)
         capabilities_write(client, self.capabilities)
         self.sweep(client)
         return True

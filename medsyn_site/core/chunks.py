@@ -83,6 +83,17 @@ def job_chunks(job: BackgroundJob) -> models.QuerySet[JobChunk]:
     return JobChunk.objects.filter(job_model=job_label(job), job_id=job.pk)
 
 
+def chunks_by_host(job: BackgroundJob) -> list[dict[str, Any]]:
+    """Who ran the job's chunks: per Celery hostname, the chunks done and running and the units they hold."""
+    hosts: dict[str, dict[str, Any]] = {}
+    rows = job_chunks(job).exclude(worker="").values_list("worker", "status", "first", "end")
+    for worker, status, first, end in rows:
+        host = hosts.setdefault(worker.partition(" ")[0], {"done": 0, "running": 0, "units": 0})
+        host[status] = host.get(status, 0) + 1
+        host["units"] += end - first
+    return [{"host": name, **counts} for name, counts in sorted(hosts.items())]
+
+
 def chunks_dispatch(job: BackgroundJob, *, end: int, size: int, pending: Iterable[int]) -> int:
     """Make the job's chunks over the units 0 .. end - 1 (once: a job dispatched again keeps its chunks) and send
     each chunk holding a unit of `pending` (the indexes of the units still to do) that no live worker runs. The job

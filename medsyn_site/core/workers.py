@@ -80,8 +80,10 @@ def models_present() -> list[str]:
 
 
 def capabilities_detect(hostname: str, queues: list[str]) -> dict[str, Any]:
-    """This worker's capabilities, as advertised (settings override the detected device and memory)."""
-    device, accelerator, accelerator_gb = _accelerator()
+    """This worker's capabilities, as advertised (settings override the detected device and memory). Only a worker of
+    a local-model queue (gpu, gpu.cuda) looks for an accelerator: the others never load a model, nor torch."""
+    local = not queues or any(queue.startswith("gpu") for queue in queues)
+    device, accelerator, accelerator_gb = _accelerator() if local else ("cpu", "", 0.0)
     ram = _ram_gb()
     if settings.WORKER_DEVICE:
         device = settings.WORKER_DEVICE
@@ -89,9 +91,19 @@ def capabilities_detect(hostname: str, queues: list[str]) -> dict[str, Any]:
     memory = accelerator_gb if device in ACCELERATORS and accelerator_gb else ram
     if settings.WORKER_MEMORY_GB is not None:
         memory = float(settings.WORKER_MEMORY_GB)
-    return {"hostname": hostname, "queues": sorted(queues), "device": device, "accelerator": accelerator,
-            "memory_gb": memory, "ram_gb": ram, "cpus": os.cpu_count() or 1, "models": models_present(),
-            "pid": os.getpid()}
+    _local.clear()
+    _local.update({"hostname": hostname, "queues": sorted(queues), "device": device, "accelerator": accelerator,
+                   "memory_gb": memory, "ram_gb": ram, "cpus": os.cpu_count() or 1, "models": models_present(),
+                   "pid": os.getpid()})
+    return dict(_local)
+
+
+_local: dict[str, Any] = {}  # this process's, as last detected (what its heartbeat advertises)
+
+
+def capabilities_local() -> dict[str, Any]:
+    """This process's capabilities: those its worker's heartbeat advertises, else detected now."""
+    return _local or capabilities_detect("", [])
 
 
 def capabilities_key(hostname: str) -> str:
@@ -120,16 +132,6 @@ def worker_capabilities_all(client: redis.Redis | None = None) -> list[dict[str,
         if value:
             records.append(json.loads(value))
     return sorted(records, key=lambda record: record["hostname"])
-
-
-_local: dict[str, Any] = {}
-
-
-def capabilities_local() -> dict[str, Any]:
-    """This process's capabilities (detected once; the hostname and queues are the heartbeat's business)."""
-    if not _local:
-        _local.update(capabilities_detect("", []))
-    return _local
 
 
 def requirements_unmet(requirements: Requirements, capabilities: dict[str, Any]) -> str | None:

@@ -29,6 +29,9 @@ class FakeOpenAIServer:
     persistent_status: int | None = None
     requests: list[dict] = field(default_factory=list)
     replies: deque = field(default_factory=deque)  # scripted answer texts, used before the default echo
+    latency_s: float = 0.0  # every request waits this long before its answer (a model's time to write)
+    numbered: bool = False  # answers end with the request's number, so that no two notes are the same text
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def script(self, *faults: tuple) -> None:
         self.faults.extend(faults)
@@ -48,11 +51,15 @@ def _handler_for(server_state: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]
 
         def do_POST(self) -> None:
             payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            server_state.requests.append({"path": self.path, "body": payload})
+            with server_state.lock:
+                server_state.requests.append({"path": self.path, "body": payload})
+                number = len(server_state.requests)
             if self.path != "/v1/chat/completions":
                 self._send(404, b'{"error": {"message": "not found"}}')
                 return
             fault = server_state.faults.popleft() if server_state.faults else None
+            if server_state.latency_s:
+                time.sleep(server_state.latency_s)
             if server_state.persistent_status is not None:
                 fault = ("status", server_state.persistent_status)
             if fault and fault[0] == "sleep":
@@ -74,7 +81,8 @@ def _handler_for(server_state: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]
                 "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant",
                                          "content": server_state.replies.popleft() if server_state.replies
-                                         else f"Ответ на: {user}"}}],
+                                         else f"Ответ на: {user}" + (f" (№ {number})"
+                                                                     if server_state.numbered else "")}}],
                 "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
             }
             try:
@@ -145,8 +153,8 @@ REAL_NOTE_TEXTS = {
 @pytest.fixture
 def tiny_graph(request, settings, db, tmp_path):
     """A two-category graph (J06, I10) imported through graph's generic JSONL importer, on its own graph key; with
-    the suite's Celery workers, on the graph they read (settings' own key: a job's worker samples its plan there),
-    emptied before and dropped after."""
+    the suite's Celery workers or a fleet of worker hosts, on the graph they read (settings' own key: a job's worker
+    samples its plan there), emptied before and dropped after."""
     import dataclasses
     import uuid
 
@@ -154,7 +162,7 @@ def tiny_graph(request, settings, db, tmp_path):
     from graph.services import graph_import
     from graph.store import store_for
 
-    if "celery_workers" in request.fixturenames:
+    if {"celery_workers", "fleet"} & set(request.fixturenames):  # worker processes read the settings' graph
         config = settings.GRAPH
         store_for(config).drop()
     else:
