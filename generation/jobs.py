@@ -610,14 +610,18 @@ def job_execute(job_id: int) -> None:
 
 def chunk_size_for(config: ModelConfig) -> int:
     """Items per chunk: the configuration's chunk_size, else settings.JOB_CHUNK_SIZE, else one local batch
-    (batch_size) for a local model, one window of requests in flight (concurrency) for an API model."""
+    (batch_size) for a local model, API_WINDOWS_PER_CHUNK windows of requests in flight (concurrency) for an API
+    model: within a chunk the next requests are in flight while the results that came back are written, so a chunk
+    of one window would leave the endpoint idle at each chunk's end (bench/bench_fleet.py)."""
     if config.chunk_size:
         return config.chunk_size
-    by_backend = {ModelConfig.Backend.LOCAL: config.batch_size, ModelConfig.Backend.OPENAI: config.concurrency}
+    by_backend = {ModelConfig.Backend.LOCAL: config.batch_size,
+                  ModelConfig.Backend.OPENAI: config.concurrency * API_WINDOWS_PER_CHUNK}
     return chunk_size_default(by_backend.get(config.backend, TEMPLATE_CHUNK_SIZE))
 
 
 TEMPLATE_CHUNK_SIZE = 50  # template filling has no model to wait for: chunks of this many notes
+API_WINDOWS_PER_CHUNK = 4
 
 
 def requirements_for(config: ModelConfig) -> Requirements | None:

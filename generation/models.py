@@ -149,7 +149,7 @@ class ModelConfig(models.Model):
     chunk_size = models.PositiveIntegerField(
         _("chunk size"), null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(10_000)],
         help_text=_("Items per chunk: a job is shared out in chunks, one task each, over every worker of its queue. "
-                    "Empty: one batch (local models) or one window of requests in flight (API models)."))
+                    "Empty: one batch (local models) or four windows of requests in flight (API models)."))
     min_memory_gb = models.FloatField(
         _("memory needed (GB)"), default=0.0, validators=[MinValueValidator(0.0)],
         help_text=_("Local models: the memory a worker needs to run it (GPU memory on CUDA, else RAM); a worker with "

@@ -14,6 +14,7 @@ result as it comes back (in request order), may stop the rest of the batch (a ca
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -85,6 +86,14 @@ def _worker_count(config: ModelConfig, requests: int) -> int:
     return max(1, min(config.concurrency or 1, requests))
 
 
+@functools.lru_cache(maxsize=32)
+def client_for(base_url: str, api_key: str, timeout: float) -> openai.OpenAI:
+    """One client per endpoint, key and timeout, kept by the process: making one costs about a quarter of a second
+    (its TLS context), which a job in chunks would otherwise pay per chunk. The client and its connection pool are
+    thread-safe; its own retries are off (this module retries)."""
+    return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
+
+
 class OpenAIBackend:
     """Up to config.concurrency requests of a batch in flight at once, each with its own retries."""
 
@@ -93,12 +102,8 @@ class OpenAIBackend:
         self.config = config
         self.sleep = sleep
         self.rng = rng or random.Random()
-        self.client = openai.OpenAI(
-            base_url=config.base_url or settings.OPENAI_BASE_URL,
-            api_key=api_key or settings.OPENAI_API_KEY or "not-set",
-            timeout=config.timeout_seconds,
-            max_retries=0,
-        )
+        self.client = client_for(config.base_url or settings.OPENAI_BASE_URL,
+                                 api_key or settings.OPENAI_API_KEY or "not-set", float(config.timeout_seconds))
 
     def generate(self, requests: list[GenerationRequest], watch: GenerationWatch | None = None
                  ) -> list[GenerationResult]:

@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='modelconfig',
             name='chunk_size',
-            field=models.PositiveIntegerField(blank=True, help_text='Items per chunk: a job is shared out in chunks, one task each, over every worker of its queue. Empty: one batch (local models) or one window of requests in flight (API models).', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(10000)], verbose_name='chunk size'),
+            field=models.PositiveIntegerField(blank=True, help_text='Items per chunk: a job is shared out in chunks, one task each, over every worker of its queue. Empty: one batch (local models) or four windows of requests in flight (API models).', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(10000)], verbose_name='chunk size'),
         ),
         migrations.AddField(
             model_name='modelconfig',

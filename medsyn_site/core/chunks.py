@@ -96,7 +96,8 @@ def chunks_by_host(job: BackgroundJob) -> list[dict[str, Any]]:
 
 def chunks_dispatch(job: BackgroundJob, *, end: int, size: int, pending: Iterable[int]) -> int:
     """Make the job's chunks over the units 0 .. end - 1 (once: a job dispatched again keeps its chunks) and send
-    each chunk holding a unit of `pending` (the indexes of the units still to do) that no live worker runs. The job
+    each chunk holding a unit of `pending` (the indexes of the units still to do) that no live worker runs; a chunk
+    with no unit left to do is done. The job
     keeps running with no worker of its own (the sweep follows its chunks, not it). Returns the chunks sent; with
     none to send, the job is finished at once (chunks_finish_if_done)."""
     from .jobs import worker_identity
@@ -119,6 +120,9 @@ def chunks_dispatch(job: BackgroundJob, *, end: int, size: int, pending: Iterabl
         now = timezone.now()
         JobChunk.objects.filter(pk__in=[chunk.pk for chunk in to_send]).update(
             status=ChunkStatus.QUEUED, worker="", sent_at=now, finished_at=None, updated_at=now)
+        idle = [chunk.pk for position, chunk in enumerate(chunks)
+                if position not in wanted and chunk.status != ChunkStatus.DONE]
+        JobChunk.objects.filter(pk__in=idle).update(status=ChunkStatus.DONE, finished_at=now, updated_at=now)
         type(job).objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(worker="", updated_at=now)
     if not wanted:
         chunks_finish_if_done(type(job), job.pk)

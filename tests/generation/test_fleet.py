@@ -140,7 +140,7 @@ def test_two_hosts_share_one_job_and_every_item_ends_once(fleet, latency_server,
     assert_every_item_once(job)
     assert job.ok >= 36 and len(latency_server.requests) == job.ok + job.failed  # no request made twice
     chunks = chunks_of(job)
-    assert chunks.count() == 20  # chunks of one window of requests in flight (concurrency 2)
+    assert chunks.count() == 5  # chunks of four windows of requests in flight (concurrency 2)
     assert hosts_of(chunks) == {"host-a", "host-b"}  # both hosts took part
 
 
