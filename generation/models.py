@@ -158,7 +158,8 @@ class ModelConfig(models.Model):
     max_retries = models.PositiveIntegerField(default=5)
     concurrency = models.PositiveIntegerField(
         _("concurrency"), default=4, validators=[MinValueValidator(1), MaxValueValidator(64)],
-        help_text=_("Requests in flight at once (OpenAI-compatible backends)"))
+        help_text=_("Requests in flight at once per chunk (OpenAI-compatible backends). A job's chunks run on every "
+                    "api worker at once: the endpoint sees this many times the chunks running."))
     backoff_initial_seconds = models.FloatField(default=1.0, validators=[MinValueValidator(0.0)])
     backoff_max_seconds = models.FloatField(default=60.0, validators=[MinValueValidator(0.0)])
     price_per_1k_tokens = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)

@@ -21,4 +21,15 @@ class Migration(migrations.Migration):
             name='min_memory_gb',
             field=models.FloatField(default=0.0, help_text='Local models: the memory a worker needs to run it (GPU memory on CUDA, else RAM); a worker with less never takes its chunks. A model on the CUDA device goes only to workers that have CUDA.', validators=[django.core.validators.MinValueValidator(0.0)], verbose_name='memory needed (GB)'),
         ),
+        migrations.AlterField(
+            model_name="modelconfig",
+            name="concurrency",
+            field=models.PositiveIntegerField(
+                default=4,
+                help_text="Requests in flight at once per chunk (OpenAI-compatible backends). A job's chunks run on "
+                "every api worker at once: the endpoint sees this many times the chunks running.",
+                validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(64)],
+                verbose_name="concurrency",
+            ),
+        ),
     ]
