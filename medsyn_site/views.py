@@ -8,7 +8,7 @@ from django.views.decorators.cache import never_cache
 
 from medsyn_site.access import permission_view
 from medsyn_site.core.progress import poll_response
-from medsyn_site.health import all_components, supervisor_report
+from medsyn_site.health import all_components, supervisor_report, worker_fleet
 
 
 @login_required
@@ -90,6 +90,7 @@ def status(request: HttpRequest) -> HttpResponse:
         "all_ok": all(c.ok for c in components),
         "supervisor": supervisor_report(),
         "show_process_details": request.user.is_staff,
+        "workers": worker_fleet(),
     }
     if request.htmx:
         return render(request, "partials/status_components.html", context)

@@ -202,7 +202,7 @@ def test_up_ignores_a_stale_supervisor_pid_file(layout, spawn, capsys, monkeypat
     stack.pidfile_write(supervisor_file, unrelated.pid)
     _rewrite(supervisor_file, start_ticks=json.loads(supervisor_file.read_text())["start_ticks"] - 100)
 
-    def reached(_layout: stack.StackLayout) -> dict[str, str]:
+    def reached(_layout: stack.StackLayout, _role: str = "all") -> dict[str, str]:
         raise _StartReached  # stop before any service is started: we only test the pid file check
 
     monkeypatch.setattr(stack, "stack_env", reached)

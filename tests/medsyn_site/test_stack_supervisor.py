@@ -245,3 +245,19 @@ def test_a_killed_postgresql_is_started_again(running_stack):
 
     _wait(database_up, 30, "the web server to reach the restarted database", running_stack.output)
     assert running_stack.process("web")["restarts"] == 0
+
+
+def test_beat_runs_once_beside_the_web_server_and_sends_the_sweep(running_stack):
+    """`up` (role all) runs one Celery beat, supervised like the rest, with its schedule in var/run; the sweep it
+    sends is taken by the default worker."""
+    layout = running_stack.layout
+    beat = running_stack.process("beat")
+    assert beat["state"] == "running" and beat["pid"]
+    assert running_stack.state()["role"] == "all"
+    _wait(lambda: "core.sweep" in (layout.logs / "beat.log").read_text(), 90, "beat to send the sweep",
+          running_stack.output)
+    _wait(lambda: '"task": "core.sweep"' in (layout.logs / "worker-default.log").read_text(), 90,
+          "the default worker to run the sweep", running_stack.output)
+    assert list(layout.run.glob("celerybeat-schedule*"))
+    beats = [line for line in Path(f"/proc/{beat['pid']}/cmdline").read_bytes().split(b"\0") if line]
+    assert b"beat" in beats and f"--schedule={layout.beat_schedule}".encode() in beats
