@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 
 from graph.store import GraphUnavailable
 from medsyn_site.core.errors import BrokerUnavailable
+from medsyn_site.core.storage import StorageUnavailable
 
 logger = logging.getLogger("medsyn.web")
 
@@ -27,6 +28,8 @@ def component_down(exception: Exception) -> tuple[str, str] | None:
         return "database", _("The database is unavailable.")
     if isinstance(exception, BrokerUnavailable):
         return "broker", _("The task queue (broker) is unavailable, so no background job can start.")
+    if isinstance(exception, StorageUnavailable):
+        return "storage", _("The shared storage of releases and adapters is unavailable.")
     return None
 
 

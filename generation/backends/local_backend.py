@@ -2,8 +2,10 @@
 
 Requests are sorted by prompt length and batched so that each batch pads little (length_batches), and results go
 back in input order.
-Nothing is ever downloaded: every load is local_files_only (HF_HUB_OFFLINE is the truth here), so
-model_path is a directory holding one snapshot and ModelConfig.revision is provenance only.
+Nothing is ever downloaded from a hub: every load is local_files_only (HF_HUB_OFFLINE is the truth here), so
+model_path is a directory holding one snapshot and ModelConfig.revision is provenance only. The one thing fetched is
+a fine-tuned adapter from the deployment's own adapters storage (core.storage), into the model cache, checked by
+SHA-256, when this host does not have it yet (adapter_local).
 
 On a CPU the model computes in float32 whatever its files hold ("auto" dtype): the embedded caches are stored in
 bfloat16, which is slower than float32 on CPUs in batches. A base model (prompt_format "completion") gets the
@@ -35,6 +37,7 @@ from generation.prompts import (
     completion_lead_in,
     completion_text,
 )
+from medsyn_site.core.storage import adapters_storage, folder_fetch_addressed, storage_where
 
 from .base import GenerationRequest, GenerationResult, GenerationWatch
 
@@ -78,6 +81,36 @@ def model_location(path: str) -> Path:
     return location if location.is_absolute() else Path(settings.MODEL_CACHE_DIR) / location
 
 
+# Published adapters (a fine-tuning job's, core.storage.folder_publish_addressed) are named "adapters/<key>" in
+# ModelConfig.adapter_path: a folder of the model cache, fetched there from the adapters storage by the first worker
+# of a host that needs it (adapter_local).
+ADAPTERS_FOLDER = "adapters"
+
+
+def adapter_reference(key: str) -> str:
+    """What a ModelConfig's adapter_path holds for the adapter published as key."""
+    return f"{ADAPTERS_FOLDER}/{key}"
+
+
+def adapter_local(path: Path) -> Path:
+    """The adapter folder to load from path: as it is when it is on this host's disk; a published adapter missing
+    from the model cache (MODEL_CACHE_DIR/adapters/<key>) is first fetched there from the adapters storage, every file
+    checked against the SHA-256 of its manifest, which is checked against the key. FileNotFoundError when it is
+    nowhere."""
+    if path.is_dir() or path.parent != Path(settings.MODEL_CACHE_DIR) / ADAPTERS_FOLDER:
+        return path
+    storage = adapters_storage()
+    started = time.perf_counter()
+    try:
+        folder_fetch_addressed(storage, path.name, path)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"adapter not found: {path}, nor in the adapters storage "
+                                f"({storage_where(storage, path.name)})") from error
+    logger.info("adapter fetched", extra={"adapter": path.name, "from": storage_where(storage, path.name),
+                                          "fetch_s": round(time.perf_counter() - started, 2)})
+    return path
+
+
 def device_choose(requested: str) -> str:
     import torch
 
@@ -97,10 +130,12 @@ def dtype_choose(requested: str, device: str) -> Any:
 
 
 def model_load(key: LoadKey) -> LoadedModel:
-    """Load tokenizer, model and optional LoRA adapter from local files only."""
+    """Load tokenizer, model and optional LoRA adapter from local files only (a published adapter is fetched into
+    the model cache first: adapter_local)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    for location in filter(None, (key.model_path, key.adapter_path)):
+    adapter = str(adapter_local(Path(key.adapter_path))) if key.adapter_path else ""
+    for location in filter(None, (key.model_path, adapter)):
         if not Path(location).is_dir():
             raise FileNotFoundError(f"model directory not found: {location}")
     device = device_choose(key.device)
@@ -113,10 +148,10 @@ def model_load(key: LoadKey) -> LoadedModel:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(key.model_path, dtype=dtype_choose(key.dtype, device), **options)
-    if key.adapter_path:
+    if adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, key.adapter_path)
+        model = PeftModel.from_pretrained(model, adapter)
     model.to(device)
     model.eval()
     logger.info("local model loaded", extra={"model_path": key.model_path, "adapter": key.adapter_path,

@@ -3,9 +3,10 @@
 The run is lora.lora_train with the job's settings in FINETUNE_DIR/<job id>; it resumes from the latest
 checkpoint there, so a redelivered task (a worker killed mid-training, sent again by the sweep of core.jobs)
 continues where the last checkpoint left it. On resume the metrics past that checkpoint are dropped: the steps
-that follow are run again and recorded once. A finished run registers a new local ModelConfig (the base model's
-files and settings plus the adapter) in the same transaction that marks the job done, so generation jobs can use
-it at once and a second delivery cannot register it twice.
+that follow are run again and recorded once. A finished run publishes its adapter to the adapters storage
+(adapter_publish: whichever host trained it, every worker can then fetch it) and registers a new local ModelConfig
+(the base model's files and settings plus the published adapter) in the same transaction that marks the job done,
+so generation jobs can use it at once and a second delivery cannot register it twice.
 
 The fine-tuned model is given at generation time the prompts it was trained on (finetune_prompt_format): MedSyn
 fine-tunes on instruction prompts in the Alpaca wrapper, so a base model (Gemma 3 270M, prompt format completion)
@@ -20,7 +21,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +35,20 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from generation.backends.local_backend import model_location
+from generation.backends.local_backend import adapter_reference, model_location
 from generation.models import ModelConfig
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.jobs import job_cancel, job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobPhase, JobStatus
 from medsyn_site.core.progress import Progress, ProgressRecorder
+from medsyn_site.core.storage import (
+    adapters_storage,
+    folder_fetch_addressed,
+    folder_publish_addressed,
+    folder_workspace,
+    is_folder,
+    storage_where,
+)
 
 from .instruction_sets import PROMPT_STYLE_COMPLETION, instruction_set_prompt_style
 from .lora import (
@@ -289,7 +299,40 @@ class JobRecorder:
         return cancel or status != JobStatus.RUNNING
 
 
-def result_config_create(job: FineTuneJob, adapter_dir: Path, *, prompt_format: str) -> ModelConfig:
+def adapter_publish(job_id: int, adapter_dir: Path) -> str:
+    """Publish a finished run's adapter folder to the adapters storage (core.storage: the model cache's adapters
+    folder, a shared folder or a bucket) under a name made of the job and the SHA-256 of its manifest, recorded in
+    the job's run_info; returns the adapter_path of the model it makes (local_backend.adapter_reference), which a
+    worker on any host loads, fetching and checking it first when it does not have it."""
+    _job_update(job_id, step=gettext_noop("Publishing the adapter"))
+    key = folder_publish_addressed(adapters_storage(), adapter_dir, f"ft{job_id}")
+    info = FineTuneJob.objects.values_list("run_info", flat=True).get(pk=job_id) or {}
+    _job_update(job_id, run_info={**info, "adapter": key})
+    logger.info("adapter published", extra={"job_id": job_id, "adapter": key,
+                                            "where": storage_where(adapters_storage(), key)})
+    return adapter_reference(key)
+
+
+@contextmanager
+def job_adapter_folder(job: FineTuneJob) -> Iterator[Path | None]:
+    """A local folder holding a finished job's adapter, None when it has none: the published copy (a folder storage's
+    own folder, else fetched from the bucket into a temporary folder, checked), or for a job finished before
+    adapters were published, its run's folder when this host has it."""
+    key = (job.run_info or {}).get("adapter") if job.status == JobStatus.DONE else None
+    if not key:
+        legacy = job_output_dir(job) / ADAPTER
+        yield legacy if job.status == JobStatus.DONE and legacy.is_dir() else None
+        return
+    storage = adapters_storage()
+    if is_folder(storage):
+        yield Path(storage.path(key))
+        return
+    with folder_workspace(storage) as work:
+        folder_fetch_addressed(storage, key, work / key)
+        yield work / key
+
+
+def result_config_create(job: FineTuneJob, adapter_path: str, *, prompt_format: str) -> ModelConfig:
     """The new model: a copy of the base configuration (files, precision, sampling and whatever else it records)
     with the adapter, the prompt format it was trained with and the job's name (the name with the job id when taken
     meanwhile)."""
@@ -301,7 +344,7 @@ def result_config_create(job: FineTuneJob, adapter_dir: Path, *, prompt_format: 
     name = job.name
     if ModelConfig.objects.filter(name=name).exists():
         name = f"{job.name[:80]} (fine-tune {job.pk})"
-    config.name, config.adapter_path, config.prompt_format = name, str(adapter_dir), prompt_format
+    config.name, config.adapter_path, config.prompt_format = name, adapter_path, prompt_format
     config.save()
     return config
 
@@ -324,7 +367,11 @@ def finetune_job_run(job_id: int, *, progress: Progress | None = None) -> None:
                                 on_start=recorder.on_start, on_step=recorder.on_step,
                                 on_micro_batch=recorder.on_micro_batch, should_stop=recorder.should_stop,
                                 prompt_format=prompt_format)
-    except (CheckpointMismatch, ValueError, OSError) as error:  # the data, the files or the settings: no retry helps
+            if result.finished:
+                adapter_path = adapter_publish(job_id, result.adapter_dir or job_output_dir(job) / ADAPTER)
+    # The data, the files, the settings or the storage (core.storage.StorageUnavailable is an OSError): the adapter
+    # of a run that failed to publish stays in its folder on this host.
+    except (CheckpointMismatch, ValueError, OSError) as error:
         logger.warning("fine-tuning failed", extra={"job_id": job_id}, exc_info=True)
         _fail(job, error)
         return
@@ -335,7 +382,6 @@ def finetune_job_run(job_id: int, *, progress: Progress | None = None) -> None:
         job.mark_finished(JobStatus.CANCELLED, step="")  # stays as do_cancel_finetune left it when that stopped it
         return
     with transaction.atomic():
-        config = result_config_create(job, result.adapter_dir or job_output_dir(job) / ADAPTER,
-                                      prompt_format=prompt_format)
+        config = result_config_create(job, adapter_path, prompt_format=prompt_format)
         if not job.mark_finished(JobStatus.DONE, result_config=config, step="", progress_done=result.step):
             transaction.set_rollback(True)  # cancelled at the very end, or finished by another delivery

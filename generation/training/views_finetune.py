@@ -23,7 +23,7 @@ from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.progress import poll_response
 from medsyn_site.core.svg import svg_joined
 
-from .finetune import do_cancel_finetune, do_start_finetune, finetune_jobs_list, job_output_dir
+from .finetune import do_cancel_finetune, do_start_finetune, finetune_jobs_list, job_adapter_folder, job_output_dir
 from .forms_finetune import FineTuneForm
 from .lora import ADAPTER
 from .models import FineTuneJob
@@ -123,11 +123,11 @@ def job_new(request: HttpRequest) -> HttpResponse:
 def job_context(job: FineTuneJob) -> dict:
     last = job.metrics[-1] if job.metrics else {}
     validation = [entry for entry in job.metrics if entry.get("val_loss") is not None]
-    adapter = job_output_dir(job) / ADAPTER
+    published = bool((job.run_info or {}).get("adapter"))  # the storage is not asked on every poll
     return {
         "job": job, "last": last, "last_val": validation[-1] if validation else None,
         "curve": loss_curve_svg(job.metrics, title=_("Loss of %(name)s") % {"name": job.name}),
-        "adapter_ready": job.status == "done" and adapter.is_dir(),
+        "adapter_ready": job.status == "done" and (published or (job_output_dir(job) / ADAPTER).is_dir()),
         "warnings": job.run_info.get("warnings", []),
     }
 
@@ -158,16 +158,17 @@ def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def adapter_zip_response(job: FineTuneJob) -> FileResponse:
-    """The finished job's adapter folder as <name>-adapter.zip (404 before it exists), streamed from a temporary
-    file: an adapter of a 7B model is tens of megabytes."""
-    adapter = job_output_dir(job) / ADAPTER
-    if job.status != "done" or not adapter.is_dir():
-        raise Http404(_("This job has no adapter to download."))
-    archive = tempfile.TemporaryFile()  # noqa: SIM115 - FileResponse closes it
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for path in sorted(adapter.rglob("*")):
-            if path.is_file():
-                bundle.write(path, Path(ADAPTER) / path.relative_to(adapter))
+    """The finished job's adapter folder as <name>-adapter.zip (404 before it exists), as published to the adapters
+    storage (so any web host serves it, whichever worker trained it), streamed from a temporary file: an adapter of
+    a 7B model is tens of megabytes."""
+    with job_adapter_folder(job) as adapter:
+        if adapter is None:
+            raise Http404(_("This job has no adapter to download."))
+        archive = tempfile.TemporaryFile()  # noqa: SIM115 - FileResponse closes it
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+            for path in sorted(adapter.rglob("*")):
+                if path.is_file():
+                    bundle.write(path, Path(ADAPTER) / path.relative_to(adapter))
     archive.seek(0)
     slug = "".join(char if char.isalnum() or char in "-_." else "-" for char in job.name)[:80] or f"job-{job.pk}"
     return FileResponse(archive, as_attachment=True, filename=f"{slug}-adapter.zip", content_type="application/zip")

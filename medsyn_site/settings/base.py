@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.utils.translation import gettext_lazy as _
 
+from medsyn_site.core.storage import shared_storage_from_url
 from medsyn_site.env import (
     ConfigError,
     broker_from_url,
@@ -151,13 +152,26 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Shared storage of release exports and LoRA adapters (medsyn_site.core.storage), so that web and worker hosts on
+# other machines see the same files. Unset: folders on this machine (RELEASES_DIR, ADAPTERS_DIR below);
+# file:///path: a folder all hosts mount (path/releases, path/adapters); s3://bucket/prefix: an S3-compatible bucket,
+# MEDSYN_S3_ENDPOINT_URL for MinIO, Ceph or another S3-compatible server, credentials from boto3's usual places
+# (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, an instance role).
+_S3_ENDPOINT_URL = env_str("MEDSYN_S3_ENDPOINT_URL", "")
+SHARED_STORAGE = shared_storage_from_url(
+    "MEDSYN_STORAGE_URL", env_str("MEDSYN_STORAGE_URL", ""), region=env_str("MEDSYN_S3_REGION", ""),
+    endpoint_url=http_url("MEDSYN_S3_ENDPOINT_URL", _S3_ENDPOINT_URL) if _S3_ENDPOINT_URL else "")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    **SHARED_STORAGE.storages,  # "releases" and "adapters"
 }
 MEDIA_ROOT = VAR_DIR / "media"
-# Exported dataset releases, one folder per release (review.releases).
-RELEASES_DIR = VAR_DIR / "releases"
+# Exported dataset releases, one folder per release (review.releases), when they are stored in folders.
+RELEASES_DIR = (SHARED_STORAGE.folder or VAR_DIR) / "releases"
+# Fine-tuned LoRA adapters, one folder each, when they are stored in folders: by default the adapters folder of the
+# model cache itself, where a worker looks for them first (generation.backends.local_backend.adapter_local).
+ADAPTERS_DIR = SHARED_STORAGE.folder / "adapters" if SHARED_STORAGE.folder else MODEL_CACHE_DIR / "adapters"
 # Instruction sets (Alpaca JSONL and `datasets` folders) and fine-tuning runs (checkpoints, adapters).
 INSTRUCTION_SETS_DIR = VAR_DIR / "instruction_sets"
 FINETUNE_DIR = VAR_DIR / "finetune"

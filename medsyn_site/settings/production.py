@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from medsyn_site.env import ConfigError
 
 from .base import *  # noqa: F403
-from .base import ALLOWED_HOSTS, DEBUG, DEVELOPMENT_SECRET_KEY, SECRET_KEY, env_bool, env_int, env_str
+from .base import ALLOWED_HOSTS, DEBUG, DEVELOPMENT_SECRET_KEY, SECRET_KEY, STORAGES, env_bool, env_int, env_str
 
 
 def _refuse(variable: str, problem: str, example: str = "") -> None:
@@ -71,6 +71,7 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 STORAGES = {
+    **STORAGES,  # "releases" and "adapters" as MEDSYN_STORAGE_URL says
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 import yaml  # PyYAML, required by `datasets`
 
 from medsyn_site.core.spreadsheet import NEUTRALISED_NOTE, csv_row_safe
+from medsyn_site.core.storage import folder_swap
 
 PRIVATE_DATA = "private_data"  # the `anamnesis` of a note whose example note may not be published
 
@@ -225,7 +226,7 @@ def release_folder_write(
         files.append(_file_entry(work, README_PATH))
         (work / SUMS_PATH).write_text("".join(f"{file.sha256}  {file.path}\n" for file in files), encoding="utf-8")
         files.append(_file_entry(work, SUMS_PATH))
-        _folder_swap(work, folder)
+        folder_swap(work, folder)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -304,26 +305,6 @@ def _file_entry(root: Path, path: str) -> ExportedFile:
         os.fsync(handle.fileno())
         size = os.fstat(handle.fileno()).st_size
     return ExportedFile(path=path, bytes=size, sha256=digest)
-
-
-def _folder_swap(work: Path, folder: Path) -> None:
-    """Rename `work` to `folder`; os.replace cannot replace a non-empty directory, so an old one is moved aside."""
-    if folder.exists():
-        aside = _sibling(folder, "old")
-        os.replace(folder, aside)
-        try:
-            os.replace(work, folder)
-        except BaseException:
-            os.replace(aside, folder)
-            raise
-        shutil.rmtree(aside)
-    else:
-        os.replace(work, folder)
-    directory = os.open(folder.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def folder_verify(folder: Path) -> list[str]:

@@ -42,13 +42,15 @@ class Release(models.Model):
 
 
 class ReleaseExport(BackgroundJob):
-    """The export of a release to a folder under RELEASES_DIR (Parquet, JSONL, CSV, dataset card, SHA256SUMS).
+    """The export of a release to a folder of the releases storage (medsyn_site.core.storage: RELEASES_DIR, a shared
+    folder or a bucket): Parquet, JSONL, CSV, dataset card, SHA256SUMS.
 
-    Progress is in notes. A retry resets this row: one release, one export.
+    Progress is in notes. A retry resets this row: one release, one export. Its files are served only once it is
+    done: the folder is published whole before that.
     """
 
     release = models.OneToOneField(Release, on_delete=models.PROTECT, related_name="export")
-    folder = models.CharField(max_length=300, blank=True, default="")  # under RELEASES_DIR
+    folder = models.CharField(max_length=300, blank=True, default="")  # in the releases storage
     files = models.JSONField(default=list, blank=True)  # [{path, bytes, sha256}], SHA256SUMS last
     stats = models.JSONField(default=dict, blank=True)  # the statistics of the dataset card
 

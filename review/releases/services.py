@@ -24,12 +24,13 @@ from medsyn_site.core.jobs import job_send_on_commit
 from medsyn_site.core.models import AuditEvent, JobStatus
 from medsyn_site.core.progress import Progress, ProgressRecorder
 from medsyn_site.core.sections import release_card_sections
+from medsyn_site.core.storage import folder_edit, folder_publish, folder_workspace, releases_storage
 from medsyn_site.roles import origin_seers
 from review.assessment.models import Rating
 from review.curation.models import ReviewState
 from review.curation.selectors import curation_notes, held_back_counts, notes_releasable
 
-from .export import ReleaseCard, release_card_rewrite, release_folder_write
+from .export import README_PATH, SUMS_PATH, ReleaseCard, release_card_rewrite, release_folder_write
 from .models import Release, ReleaseExport, ReleaseNote
 
 SNAPSHOT_BATCH = 2000
@@ -232,8 +233,15 @@ def do_retry_release_export(*, actor: AbstractBaseUser, release: Release) -> Rel
     return export
 
 
+def release_folder_name(release: Release) -> str:
+    """The folder of a release's export in the releases storage (ReleaseExport.folder once it is done)."""
+    return f"{release.name}-v{release.version}"
+
+
 def release_folder(release: Release) -> Path:
-    return Path(settings.RELEASES_DIR) / f"{release.name}-v{release.version}"
+    """The export's folder on this machine, when releases are stored in folders (NotImplementedError for a
+    bucket)."""
+    return Path(releases_storage().path(release_folder_name(release)))
 
 
 def _export_rows(release: Release) -> Iterator[dict]:
@@ -322,51 +330,70 @@ def release_card(release: Release) -> ReleaseCard:
 def release_card_refresh(release: Release) -> bool:
     """Rewrite a finished export's card and checksums with what is known now (e.g. a utility evaluation that
     finished after the export); False when the release has no finished export to refresh. Under the export's row
-    lock, so two refreshes (or a refresh and an export retry) never interleave."""
+    lock, so two refreshes (or a refresh and an export retry) never interleave. In a bucket the folder is downloaded,
+    rewritten and its two files uploaded back (core.storage.folder_edit: both or, put back, neither)."""
     with transaction.atomic():
         export = ReleaseExport.objects.select_for_update(of=("self",)).select_related("release__created_by").get(
             release_id=release.pk)
         if export.status != JobStatus.DONE or not export.folder:
             return False
-        folder = Path(settings.RELEASES_DIR) / export.folder
-        files = release_card_rewrite(folder=folder, card=release_card(export.release), stats=export.stats)
+        card = release_card(export.release)
+        with folder_edit(releases_storage(), export.folder, paths=[f["path"] for f in export.files],
+                         changed=[README_PATH, SUMS_PATH]) as folder:
+            files = release_card_rewrite(folder=folder, card=card, stats=export.stats)
         export.files = [{"path": f.path, "bytes": f.bytes, "sha256": f.sha256} for f in files]
         export.save(update_fields=["files"])
     return True
 
 
 def release_export_run(release_id: int, on_progress: Progress | None = None) -> None:
-    """Write the release folder (export.release_folder_write) and record files, checksums and statistics on the
-    release's export job; progress in notes, also passed to on_progress (a command's bar).
+    """Write the release folder (export.release_folder_write) on local disk, publish it to the releases storage
+    (core.storage: a folder or a bucket) and record files, checksums and statistics on the release's export job;
+    progress in notes, also passed to on_progress (a command's bar).
 
-    A finished export is left alone; a redelivered running one runs again from the start (the folder is written
-    aside and swapped in at the end).
+    All or nothing: the export is done only once every file is published, and a failed publish leaves it failed for
+    a retry, which publishes over whatever the failed one left in a bucket; files are served only for a done export.
+    A finished export is left alone; a redelivered running one runs again from the start.
     """
     export = ReleaseExport.objects.select_related("release__created_by").get(release_id=release_id)
     if not export.mark_running():
         return
     release = export.release
-    folder = release_folder(release)
+    storage, name = releases_storage(), release_folder_name(release)
     try:
         card = release_card(release)
-        with ProgressRecorder(export, also=on_progress) as progress:
-            exported = release_folder_write(folder=folder, rows=_export_rows(release), total=release.note_count,
-                                            card=card, progress=progress)
+        with ProgressRecorder(export, also=on_progress) as progress, folder_workspace(storage) as work:
+            exported = release_folder_write(folder=work / name, rows=_export_rows(release),
+                                            total=release.note_count, card=card, progress=progress)
+            folder_publish(storage, work / name, name, [f.path for f in exported.files])
     except Exception as error:
         export.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
         raise
-    export.mark_finished(JobStatus.DONE, folder=folder.name, stats=exported.stats,
+    export.mark_finished(JobStatus.DONE, folder=name, stats=exported.stats,
                          progress_done=exported.stats["rows"], progress_total=exported.stats["rows"],
                          files=[{"path": f.path, "bytes": f.bytes, "sha256": f.sha256} for f in exported.files])
 
 
-def release_file_path(release: Release, relative: str) -> Path | None:
-    """The absolute path of one file of a finished export, or None when the export did not list it (no path
-    tricks)."""
+@dataclass(frozen=True)
+class ReleaseFile:
+    """One file of a finished export, as listed by it: its name in the releases storage, size and SHA-256."""
+
+    path: str  # relative to the release folder
+    name: str  # in the releases storage
+    bytes: int
+    sha256: str
+
+
+def release_file(release: Release, relative: str) -> ReleaseFile | None:
+    """One file of a finished export, or None when the export is not done or did not list it (no path tricks)."""
     export = release.export
-    if export.status != JobStatus.DONE or relative not in {f["path"] for f in export.files}:
+    if export.status != JobStatus.DONE:
         return None
-    return Path(settings.RELEASES_DIR) / export.folder / relative
+    for entry in export.files:
+        if entry["path"] == relative:
+            return ReleaseFile(path=relative, name=f"{export.folder}/{relative}", bytes=entry["bytes"],
+                               sha256=entry["sha256"])
+    return None
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,14 @@ from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.forms import form_errors_text
 from medsyn_site.core.progress import poll_response
 from medsyn_site.core.sections import release_page_sections
+from medsyn_site.core.storage import file_stream, releases_storage
 from review.curation.forms import filter_form_bound
 from review.curation.services import text_diff_html
 
 from .forms import RELEASE_FORM_KEYS, ReleaseCompareForm, ReleaseCreateForm
 from .models import Release
 from .selectors import release_sample, releases_list, releases_other_than
-from .services import do_create_release, do_retry_release_export, release_diff, release_file_path, release_preview
+from .services import do_create_release, do_retry_release_export, release_diff, release_file, release_preview
 
 _manage_releases = permission_view("medsyn_site.manage_releases")
 _download = permission_view("medsyn_site.download_releases")
@@ -116,12 +117,15 @@ def release_download(request: HttpRequest, pk: int, path: str) -> FileResponse:
 
 
 def release_file_response(release: Release, path: str) -> FileResponse:
-    """One exported file as an attachment (pages and API); 404 for anything the export did not list."""
-    file_path = release_file_path(release, path)
-    if file_path is None:
+    """One exported file as an attachment (pages and API), streamed from the releases storage (a folder or a
+    bucket: core.storage.file_stream); 404 for anything the export did not list."""
+    listed = release_file(release, path)
+    if listed is None:
         raise Http404(_("%(path)r is not a file of the export of %(release)s.") % {"path": path, "release": release})
-    return FileResponse(file_path.open("rb"), as_attachment=True,
-                        filename=f"{release.name}-v{release.version}-{path.replace('/', '-')}")
+    response = FileResponse(file_stream(releases_storage(), listed.name), as_attachment=True,
+                            filename=f"{release.name}-v{release.version}-{path.replace('/', '-')}")
+    response["Content-Length"] = listed.bytes  # a bucket's stream has no size of its own
+    return response
 
 
 @_download

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import zipfile
 
 import pytest
@@ -50,7 +51,10 @@ def instruction_set_write(directory, records=RECORDS, *, name: str = "tiny-set",
 
 @pytest.fixture
 def finetune_dir(settings, tmp_path):
+    """The runs' folder, and the adapters storage in a folder of its own (as a folder shared by several hosts is):
+    a model with a published adapter fetches it into the model cache when it loads."""
     settings.FINETUNE_DIR = tmp_path / "finetune"
+    settings.ADAPTERS_DIR = tmp_path / "shared-adapters"
     return settings.FINETUNE_DIR
 
 
@@ -118,7 +122,8 @@ def test_a_start_is_checked_by_field(tiny_model_config, tiny_set, finetune_dir, 
     assert "name" in problems(error)
 
 
-def test_a_finished_job_registers_a_model_generation_can_use_at_once(tiny_model_config, tiny_set, finetune_dir):
+def test_a_finished_job_registers_a_model_generation_can_use_at_once(tiny_model_config, tiny_set, finetune_dir,
+                                                                     settings):
     job = start(tiny_model_config, tiny_set)
     steps = []
     finetune_job_run(job.pk, progress=lambda done, total: steps.append((done, total)))
@@ -135,10 +140,17 @@ def test_a_finished_job_registers_a_model_generation_can_use_at_once(tiny_model_
 
     config = job.result_config
     adapter = finetune_dir / str(job.pk) / "adapter"
-    assert config.name == "tiny-ft" and config.backend == "local" and config.adapter_path == str(adapter)
+    key = job.run_info["adapter"]  # published: ft<job>-<SHA-256 of its manifest>
+    assert key.startswith(f"ft{job.pk}-") and config.adapter_path == f"adapters/{key}"
+    assert config.name == "tiny-ft" and config.backend == "local"
     assert (config.model_path, config.gguf_file, config.prompt_format) == (
         tiny_model_config.model_path, tiny_model_config.gguf_file, tiny_model_config.prompt_format)
+    published = settings.ADAPTERS_DIR / key
     assert queue_for(config) == "gpu" and (adapter / "adapter_model.safetensors").is_file()
+    weights = (adapter / "adapter_model.safetensors").read_bytes()
+    assert (published / "adapter_model.safetensors").read_bytes() == weights
+    cached = settings.MODEL_CACHE_DIR / "adapters" / key
+    shutil.rmtree(cached, ignore_errors=True)  # not on this "host" yet: fetched from the storage when it loads
     requests = [GenerationRequest(key=str(i), system=r["instruction"], user=r["input"]) for i, r in
                 enumerate(RECORDS[:2])]
     ModelConfig.objects.filter(pk__in=[config.pk, tiny_model_config.pk]).update(temperature=0.0)
@@ -146,12 +158,13 @@ def test_a_finished_job_registers_a_model_generation_can_use_at_once(tiny_model_
     tiny_model_config.refresh_from_db()
     tuned_backend = backend_for(config)
     assert type(tuned_backend.loaded.model).__name__ == "PeftModelForCausalLM"
+    assert (cached / "adapter_model.safetensors").read_bytes() == weights
     # Eight steps teach the tiny model little (often the end-of-sequence token first): what it writes changes.
     tuned = [(r.text, r.error) for r in tuned_backend.generate(requests)]
     assert tuned != [(r.text, r.error) for r in backend_for(tiny_model_config).generate(requests)]
 
     finetune_job_run(job.pk)  # a second delivery of a finished job does nothing
-    assert ModelConfig.objects.filter(adapter_path=str(adapter)).count() == 1
+    assert ModelConfig.objects.filter(adapter_path=config.adapter_path).count() == 1
 
 
 def test_cancel_stops_a_running_job_between_steps(tiny_model_config, tiny_set, finetune_dir):
@@ -302,7 +315,7 @@ def test_the_finetune_command_runs_a_job_here_with_a_progress_bar(tiny_model_con
     assert job.status == "done" and job.progress_done == 3 and job.worker == ""
     assert "registered the model 'cli-ft'" in out.getvalue()
     assert "warning: Training on the CPU" in err.getvalue()
-    assert ModelConfig.objects.get(name="cli-ft").adapter_path.endswith(f"{job.pk}/adapter")
+    assert ModelConfig.objects.get(name="cli-ft").adapter_path == f"adapters/{job.run_info['adapter']}"
     with pytest.raises(CommandError, match="has finished"):
         call_command("finetune", "--resume", str(job.pk), stdout=out, stderr=err)
     with pytest.raises(CommandError, match="no such instruction set"):

@@ -62,4 +62,4 @@ def test_gpu_worker_killed_mid_training_resumes_from_its_last_checkpoint(celery_
     assert all(times[step] < killed_at for step in range(1, resumed_from + 1))
     assert all(times[step] > killed_at for step in range(resumed_from + 1, STEPS + 1))
     assert (job.progress_done, job.progress_total, job.checkpoint_step) == (STEPS, STEPS, STEPS)
-    assert job.result_config is not None and job.result_config.adapter_path.endswith(f"{job.pk}/adapter")
+    assert job.result_config is not None and job.result_config.adapter_path == f"adapters/{job.run_info['adapter']}"

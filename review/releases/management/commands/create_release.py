@@ -3,9 +3,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from medsyn_site.core.forms import form_errors_text
 from medsyn_site.core.progress import command_progress_bar
+from medsyn_site.core.storage import releases_storage, storage_where
 from review.curation.forms import CurationFilterForm
 from review.releases.forms import RELEASE_FILTER_KEYS
-from review.releases.services import do_create_release, release_export_run, release_folder, release_preview
+from review.releases.services import do_create_release, release_export_run, release_folder_name, release_preview
 
 
 class Command(BaseCommand):
@@ -39,4 +40,5 @@ class Command(BaseCommand):
             raise CommandError(" ".join(error.messages)) from error
         with command_progress_bar(self, f"export {release}") as progress:
             release_export_run(release.pk, on_progress=progress)
-        self.stdout.write(self.style.SUCCESS(f"{release}: {release.note_count} notes in {release_folder(release)}"))
+        where = storage_where(releases_storage(), release_folder_name(release))
+        self.stdout.write(self.style.SUCCESS(f"{release}: {release.note_count} notes in {where}"))
