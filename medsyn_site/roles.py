@@ -73,13 +73,26 @@ ORIGIN_PERMISSIONS = ("view_results", "curate_notes", "run_generation", "manage_
                       "download_releases")
 
 
+# Django admin's view (and change) permissions of the models whose admin pages show a note's origin: a staff user
+# holding one sees origins there as surely as through the product's own pages.
+ADMIN_ORIGIN_PERMISSIONS = tuple(f"{app}.{action}_{model}" for app, model in (
+    ("generation", "note"), ("generation", "generationitem"), ("assessment", "studyitem"),
+    ("curation", "notecuration")) for action in ("view", "change"))
+
+
 def sees_origins(user: AbstractBaseUser) -> bool:
-    """True for a user who can see notes' origins anywhere in the product (a superuser always can)."""
-    return bool(user.is_superuser) or any(user.has_perm(f"medsyn_site.{name}") for name in ORIGIN_PERMISSIONS)
+    """True for a user who can see notes' origins anywhere in the product or its admin (a superuser always can)."""
+    return bool(user.is_superuser) or any(user.has_perm(f"medsyn_site.{name}") for name in ORIGIN_PERMISSIONS) or any(
+        user.has_perm(name) for name in ADMIN_ORIGIN_PERMISSIONS)
 
 
 def origin_seers() -> QuerySet:
     """Every user who sees_origins, as a query (for leaving their ratings out of results)."""
-    permissions = Permission.objects.filter(content_type__app_label="medsyn_site", codename__in=ORIGIN_PERMISSIONS)
+    admin = Q()
+    for name in ADMIN_ORIGIN_PERMISSIONS:
+        app_label, codename = name.split(".")
+        admin |= Q(content_type__app_label=app_label, codename=codename)
+    permissions = Permission.objects.filter(Q(content_type__app_label="medsyn_site", codename__in=ORIGIN_PERMISSIONS)
+                                            | admin)
     return get_user_model().objects.filter(Q(is_superuser=True) | Q(groups__permissions__in=permissions)
                                            | Q(user_permissions__in=permissions)).values("pk")
