@@ -88,10 +88,11 @@ def test_gpu_worker_killed_mid_job_ends_with_exactly_the_planned_notes(celery_wo
     ModelConfig.objects.filter(pk=tiny_model_config.pk).update(batch_size=1, max_new_tokens=48)
     job = do_create_job(request=PlanRequest(categories=["J06", "I10"], budget=40, allocation="uniform", seed=11),
                         model_config=tiny_model_config, actor=None)
-    job = job_wait(job, until=lambda j: j.progress_done >= 3)
+    chunks = JobChunk.objects.filter(job_model="generation.generationjob", job_id=job.pk)
+    # killed while a chunk runs: the sweep's path (a dead worker's running chunk), not only the queue's
+    job = job_wait(job, until=lambda j: j.progress_done >= 3 and chunks.filter(status="running").exists())
     celery_workers.kill("gpu", signal.SIGKILL)
     job.refresh_from_db()
-    chunks = JobChunk.objects.filter(job_model="generation.generationjob", job_id=job.pk)
     at_kill = job.progress_done
     killed_workers = set(chunks.exclude(status="queued").values_list("worker", flat=True))
     assert job.status == "running" and at_kill < job.planned, "the job finished before the kill; make it longer"
@@ -102,7 +103,7 @@ def test_gpu_worker_killed_mid_job_ends_with_exactly_the_planned_notes(celery_wo
     # are taken by the restarted worker from the queue.
     celery_workers.start("gpu")
     celery_workers.wait_ready("gpu")
-    job = job_wait(job, timeout=120)
+    job = job_wait(job, timeout=300)
     assert job.status == "done" and job.progress_done == job.planned == 40
     assert set(chunks.values_list("status", flat=True)) == {"done"}
     restarted = set(chunks.values_list("worker", flat=True)) - killed_workers
