@@ -105,7 +105,9 @@ def _fuzz(role: str, token: str, port: int, args: argparse.Namespace, reports: P
                "--header", f"Authorization: Token {token}", "--checks", "not_a_server_error",
                "--phases", "examples,coverage,fuzzing", "--mode", "all", "--max-examples", str(args.max_examples),
                "--seed", str(args.seed), "--generation-allow-x00", "true", "--request-timeout", "30",
-               "--workers", "2", "--no-color", "--report", "junit", "--report-junit-path", str(junit),
+               # one schemathesis worker: with two, hypothesis hits CPython 3.11's threaded ast.parse bug
+               # (python/cpython#106905) and the run ends as a crash of the fuzzer, not of the server
+               "--workers", "1", "--no-color", "--report", "junit", "--report-junit-path", str(junit),
                "--suppress-health-check", "all", "--generation-database", "none"]
     if args.max_time:
         command += ["--max-time", str(args.max_time)]
