@@ -18,7 +18,7 @@ from medsyn_site.core.models import ChunkStatus, JobChunk, JobStatus
 from medsyn_site.core.workers import Requirements, requirements_unmet, workers_able
 from medsyn_site.health import heartbeat_store_url, redis_client
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture

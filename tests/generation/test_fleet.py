@@ -27,7 +27,7 @@ from medsyn_site.core.models import JobChunk
 from medsyn_site.health import check_worker_queue
 from medsyn_site.stack import BASE_DIR, celery_worker_command, process_group_stop
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 FLEET_BROKER_DB = 7
 
