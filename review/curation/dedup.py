@@ -1,4 +1,5 @@
-"""Near-duplicate synthetic notes: a pure function for the background duplicates scan.
+"""Near-duplicate synthetic notes: pure functions for the background duplicates scan (in one pass, or in two steps for
+a scan in shards).
 
 It works on word tokens (``tokens``: medsyn_site.core.text.words, lower-cased razdel words, numbers and
 punctuation left out), so "20 лет" and "30 лет", or a changed comma, do not make two notes differ.
@@ -10,8 +11,10 @@ generation.memorisation.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
@@ -141,3 +144,69 @@ def near_duplicates(
         original = root(note_id)
         duplicates[note_id] = (original, _jaccard(hashes_by_id[note_id], hashes_by_id[original]))
     return duplicates
+
+# --- near_duplicates in two steps, for a scan in shards (review.curation.scans): each note's signature, stored by its
+# shard, then every signature paired with every other at once ----------------------------------------------------
+
+@cache
+def _lsh_bands(thresholds: DuplicateThresholds) -> list[tuple[int, int]]:
+    """The MinHash rows of each LSH band, as near_duplicates' MinHashLSH chooses them."""
+    return MinHashLSH(threshold=thresholds.jaccard, num_perm=thresholds.num_perm, weights=LSH_WEIGHTS).hashranges
+
+
+@cache
+def _minhash_empty(thresholds: DuplicateThresholds) -> MinHash:
+    return MinHash(num_perm=thresholds.num_perm, seed=thresholds.seed, hashfunc=_low32)
+
+
+def note_signature(text: str, thresholds: DuplicateThresholds = DuplicateThresholds()  # noqa: B008 (frozen)
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """What pairing needs of a note, without its text: (a 64-bit digest of each LSH band of its MinHash, its sorted
+    word-shingle hashes), uint64 arrays; None for a note without words (dedup.near_duplicates skips it too)."""
+    hashes = _shingle_hashes(note_shingles(text, thresholds.shingle_words))
+    if not hashes.size:
+        return None
+    minhash = _minhash_empty(thresholds).copy()
+    minhash.update_batch(hashes)
+    bands = [int.from_bytes(hashlib.blake2b(minhash.hashvalues[start:end].tobytes(), digest_size=8).digest(), "little")
+             for start, end in _lsh_bands(thresholds)]
+    return np.array(bands, dtype=np.uint64), hashes
+
+
+def duplicates_from_signatures(
+    ranks: list[int],
+    bands: np.ndarray,
+    shingles_of: Callable[[int], np.ndarray],
+    thresholds: DuplicateThresholds = DuplicateThresholds(),  # noqa: B008 (frozen)
+) -> dict[int, tuple[int, float]]:
+    """near_duplicates over notes' signatures (their ranks, a row of band digests each, and shingles_of(rank)):
+    the same candidates (notes sharing a band), verified exactly on their shingles, the same groups and originals (the
+    lowest rank of a group) and the same exact Jaccard to the original; every note paired with every other at once,
+    wherever it was read. Only the notes of a candidate pair have their shingles asked for."""
+    candidates: set[tuple[int, int]] = set()
+    for column in bands.T:
+        order = np.argsort(column, kind="stable")
+        ordered = column[order]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))).tolist()
+        for first, end in zip(starts, [*starts[1:], len(ordered)], strict=True):
+            if end - first > 1:
+                candidates.update(itertools.combinations(sorted(ranks[index] for index in order[first:end]), 2))
+    hashes = {rank: shingles_of(rank) for rank in sorted({rank for pair in candidates for rank in pair})}
+    parent: dict[int, int] = {}  # union-find over notes in a verified pair; a root is its group's lowest rank
+
+    def root(rank: int) -> int:
+        while (up := parent.get(rank, rank)) != rank:
+            parent[rank] = parent.get(up, up)
+            rank = up
+        return rank
+
+    for first, second in sorted(candidates):
+        mine, theirs = root(first), root(second)
+        if mine != theirs and _jaccard(hashes[first], hashes[second]) >= thresholds.jaccard:
+            parent[max(mine, theirs)] = min(mine, theirs)  # a pair already in one group changes nothing: not verified
+    return {rank: (root(rank), _jaccard(hashes[rank], hashes[root(rank)])) for rank in sorted(parent)}
+
+
+def lsh_band_count(thresholds: DuplicateThresholds) -> int:
+    """How many band digests note_signature gives a note."""
+    return len(_lsh_bands(thresholds))

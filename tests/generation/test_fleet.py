@@ -100,14 +100,16 @@ def api_config(server, **fields) -> ModelConfig:
                                       base_url=server.url, concurrency=2, max_retries=1, timeout_seconds=10, **fields)
 
 
-def job_wait(job: GenerationJob, *, timeout: float = 120, until=None) -> GenerationJob:
+def job_wait(job, *, timeout: float = 120, until=None):
+    """The job (any BackgroundJob) once it has finished, or once until(job) holds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job.refresh_from_db()
         if (until or (lambda j: j.finished))(job):
             return job
         time.sleep(0.2)
-    raise AssertionError(f"job {job.pk} still {job.status} after {timeout} s ({job.progress_done}/{job.planned})")
+    raise AssertionError(f"job {job.pk} still {job.status} after {timeout} s "
+                         f"({job.progress_done}/{job.progress_total})")
 
 
 def chunks_of(job: GenerationJob):

@@ -130,14 +130,14 @@ def test_a_note_edited_after_the_duplicates_scan_read_it_keeps_no_stale_flag(cur
     original = synthetic_make(COUGH, "J06.9")
     copy = synthetic_make(replace(COUGH, "три дня", "четыре дня"), "J06.9")
     do_transition_note(actor=curator, note=copy, action="submit")
-    near_duplicates = scans.near_duplicates
+    pair = scans.duplicates_from_signatures
 
-    def read_then_edit(notes, **options):
-        found = near_duplicates(notes, **options)
+    def read_then_edit(*args, **options):  # every note read and paired: the note is edited before its flag is written
+        found = pair(*args, **options)
         do_edit_note(actor=curator, note=copy, text=BACK, reason="Другой текст")
         return found
 
-    monkeypatch.setattr(scans, "near_duplicates", read_then_edit)
+    monkeypatch.setattr(scans, "duplicates_from_signatures", read_then_edit)
     scan = _scan("duplicates")
     assert scan.flagged == 0
     assert _curation(copy).near_duplicate_of_id is None and _curation(copy).duplicates_checked_version is None
@@ -182,12 +182,12 @@ def test_a_memorisation_scan_commits_each_batch_with_its_progress(curation_pool,
             connection.close()
 
     def progress(done: int, total: int) -> None:
-        if done == 4:  # told before the recorder stores (4, 6): the row holds the first batch's (2, 6)
+        if done == 4:  # told once the second batch has committed its flags with its progress
             with ThreadPoolExecutor(1) as other:
                 seen.append(other.submit(from_another_connection).result())
 
     scan_run(scan.pk, progress=progress)
-    assert seen == [(("running", 2, 6), 1)]
+    assert seen == [(("running", 4, 6), 1)]
     scan.refresh_from_db()
     assert (scan.status, scan.progress_done) == ("done", 6)
     assert (_curation(first).state, _curation(first).memorisation_checked_version) == ("pending_review", 1)
