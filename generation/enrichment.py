@@ -1,9 +1,10 @@
 """MKG enrichment: an LLM extracts symptoms from real notes (METHOD.md's prompt, temperature 0.2); each
 becomes a proposed HAS_SYMPTOM edge with source "llm" that enters the graph only when a researcher accepts it.
 
-An extraction is a background job (SymptomExtractionJob) on the model's worker queue: its progress in notes, each
-note's proposals committed as soon as the model has answered for it (the enrichment page polls and shows them as
-they come), and a cancel that stops the running batch at its next check.
+An extraction is a background job (SymptomExtractionJob) on the model's worker queue, run in chunks of its notes like
+a generation job (core.chunks), so every worker of that queue, on any host, takes part: its progress in notes, each
+note's proposals committed once, as soon as the model has answered for it (the enrichment page polls and shows them as
+they come), and a cancel that stops the running batches at their next check.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from django.utils.translation import gettext as _
 
 from graph.schema import symptom_key
 from medsyn_site.core.audit import audit_record, audit_write, audit_write_many
+from medsyn_site.core.chunks import chunks_dispatch
 from medsyn_site.core.icd10 import icd_category_clean
 from medsyn_site.core.jobs import job_cancel, job_send_on_commit
-from medsyn_site.core.models import AuditEvent, JobPhase, JobStatus
+from medsyn_site.core.models import AuditEvent, JobChunk, JobPhase, JobStatus
 from medsyn_site.core.progress import ProgressRecorder
 
-from .backends.base import GenerationCancelled, GenerationRequest, GenerationResult, backend_for
-from .jobs import JobWatch
+from .backends.base import GenerationBackend, GenerationCancelled, GenerationRequest, GenerationResult, backend_for
+from .jobs import JobWatch, chunk_size_for
 from .models import ModelConfig, Note, SymptomExtractionJob, SymptomProposal
 
 EXTRACTION_SYSTEM = "Ты — врач. Отвечай только списком, без комментариев."
@@ -104,36 +106,60 @@ class NotesWatch(JobWatch):
 
 
 def symptom_extraction_execute(job_id: int) -> None:
-    """Run a queued extraction (a finished or cancelled one is left alone): choose its notes the first time, load the
-    model, then ask for the symptoms of each note not read yet, batch_size notes at a time; each note's proposals
-    are committed as it is read, a cancel stops the running batch at the next check (JobWatch)."""
+    """The extraction's own task (a finished or cancelled one is left alone): choose its notes the first time (their
+    order in note_ids, kept, is the units of its chunks: a chunk sent again reads the same notes), then share out the
+    notes not read yet in chunks on its model's queue (core.chunks; outside a worker they run here, one after
+    another)."""
     job = SymptomExtractionJob.objects.select_related("model_config").filter(pk=job_id).first()
     if job is None or not job.mark_running():
         return
     with ProgressRecorder(job, min_interval=0) as recorder:
         recorder.phase_set(JobPhase.RUNNING)  # this run's activity: a previous run's samples are dropped
+    try:
+        with transaction.atomic():  # under the job's row lock: two deliveries at once choose them once
+            job = SymptomExtractionJob.objects.select_for_update().select_related("model_config").get(pk=job.pk)
+            if not job.note_ids:
+                ids = extraction_notes(job.categories, job.notes_per_category)
+                SymptomExtractionJob.objects.filter(pk=job.pk).update(note_ids=ids, progress_total=len(ids),
+                                                                      updated_at=timezone.now())
+                job.refresh_from_db()
+    except Exception as error:  # the page must not show "running" for ever; the task records the traceback
+        job.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        raise
+    read = set(job.notes_read)
+    chunks_dispatch(job, end=len(job.note_ids), size=chunk_size_for(extraction_config(job.model_config)),
+                    pending=[index for index, note_id in enumerate(job.note_ids) if note_id not in read])
+
+
+def extraction_chunk_execute(job: SymptomExtractionJob, chunk: JobChunk) -> bool:
+    """Run one chunk of an extraction (core.chunks): load the model (once per worker process: the backends keep it),
+    then ask for the symptoms of the chunk's notes not read yet, batch_size notes at a time; each note's proposals are
+    committed as it is read (note_read_record: once), a cancel stops the running batch at the next check (JobWatch).
+    True when the chunk has no note left to read."""
+    job = SymptomExtractionJob.objects.select_related("model_config").get(pk=job.pk)
+    config = extraction_config(job.model_config)
+    with ProgressRecorder(job, min_interval=0, shared=True) as recorder:
         try:
-            finished = _extraction_run(job, recorder)
+            loading = config.backend == ModelConfig.Backend.LOCAL
+            with recorder.phase(JobPhase.LOADING_MODEL) if loading else contextlib.nullcontext():
+                backend = backend_for(config)
+            return _chunk_notes_read(job, config, backend, recorder, chunk)
         except Exception as error:  # the page must not show "running" for ever; the task records the traceback
             job.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
             raise
-    if finished:
-        job.mark_finished(JobStatus.DONE)
 
 
-def _extraction_run(job: SymptomExtractionJob, recorder: ProgressRecorder) -> bool:
-    """Read the notes not read yet; False when the job was cancelled meanwhile."""
-    if not job.note_ids:
-        ids = extraction_notes(job.categories, job.notes_per_category)
-        SymptomExtractionJob.objects.filter(pk=job.pk).update(note_ids=ids, progress_total=len(ids),
-                                                              updated_at=timezone.now())
-        job.refresh_from_db()
-    config = extraction_config(job.model_config)
-    loading = config.backend == ModelConfig.Backend.LOCAL
-    with recorder.phase(JobPhase.LOADING_MODEL) if loading else contextlib.nullcontext():
-        backend = backend_for(config)
+def extraction_chunks_finish(job: SymptomExtractionJob) -> None:
+    """Every chunk is done (core.chunks, under the job's row lock): the extraction is done (notes the model could not
+    answer for are counted in failed)."""
+    job.mark_finished(JobStatus.DONE)
+
+
+def _chunk_notes_read(job: SymptomExtractionJob, config: ModelConfig, backend: GenerationBackend,
+                      recorder: ProgressRecorder, chunk: JobChunk) -> bool:
+    """Read the chunk's notes not read yet; False when the job was cancelled meanwhile."""
     read = set(job.notes_read)
-    pending = [note_id for note_id in job.note_ids if note_id not in read]
+    pending = [note_id for note_id in job.note_ids[chunk.first:chunk.end] if note_id not in read]
     notes = Note.objects.in_bulk(pending)
     watch = NotesWatch(job, recorder, notes)
     batch_size = max(1, config.batch_size)

@@ -341,9 +341,11 @@ class SymptomProposal(models.Model):
 
 
 class SymptomExtractionJob(BackgroundJob):
-    """An LLM reads real notes of some ICD-10 categories and lists their symptoms (enrichment.py), on its model's worker
-    queue. note_ids: the notes to read, chosen when the worker starts it; notes_read: those read so far, each with its
-    proposals committed as soon as it is read (a redelivered task reads only the others). Progress in notes."""
+    """An LLM reads real notes of some ICD-10 categories and lists their symptoms (enrichment.py), in chunks of notes on
+    its model's worker queue (core.chunks). note_ids: the notes to read, chosen when its task first runs (their
+    positions are the units of its chunks, so a chunk sent again reads the same notes); notes_read: those read so far,
+    each with its proposals committed as soon as it is read (a chunk run again reads only the others). Progress in
+    notes."""
 
     progress_unit = "notes"
 
@@ -365,6 +367,27 @@ class SymptomExtractionJob(BackgroundJob):
         from .tasks import run_symptom_extraction
 
         task_send(run_symptom_extraction, args=[self.pk], queue=queue_for(self.model_config))
+
+    # A chunked job (core.chunks): its notes are shared out in chunks over the workers of its model's queue.
+    def chunk_queue(self) -> str:
+        from .jobs import queue_for
+
+        return queue_for(self.model_config)
+
+    def chunk_requirements(self):
+        from .jobs import requirements_for
+
+        return requirements_for(self.model_config)
+
+    def chunk_execute(self, chunk) -> bool:
+        from .enrichment import extraction_chunk_execute
+
+        return extraction_chunk_execute(self, chunk)
+
+    def chunks_finish(self) -> None:
+        from .enrichment import extraction_chunks_finish
+
+        extraction_chunks_finish(self)
 
 
 class NoteImportJob(UploadJob):

@@ -20,7 +20,8 @@ def run_generation_job(job_id: int) -> None:
 
 @shared_task(name="generation.run_symptom_extraction", acks_late=True, reject_on_worker_lost=True)
 def run_symptom_extraction(job_id: int) -> None:
-    """Idempotent: a redelivery (worker killed mid-job) reads only the notes not read yet."""
+    """The extraction's own task: it chooses its notes once and shares them out in chunks (core.run_chunk tasks on the
+    same queue). Idempotent: a redelivery sends only the chunks with notes not read yet; no note is read twice."""
     symptom_extraction_execute(job_id)
 
 
