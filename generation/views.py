@@ -14,7 +14,6 @@ from django.views.decorators.http import require_POST
 
 from graph.store import GraphUnavailable
 from medsyn_site.access import permission_view
-from medsyn_site.core.chunks import chunks_by_host
 from medsyn_site.core.errors import StateConflict
 from medsyn_site.core.forms import ascii_digits, form_errors_text
 from medsyn_site.core.progress import poll_response
@@ -68,7 +67,7 @@ def new(request: HttpRequest) -> HttpResponse:
 def _job_page(request: HttpRequest, pk: int, *, status: int = 200) -> HttpResponse:
     job = get_object_or_404(GenerationJob.objects.select_related("model_config", "prompt_template"), pk=pk)
     context = {"job": job, "errors": selectors.generation_job_errors(job=job)[:200],
-               "waiting": job_waiting_reason(job), "hosts": chunks_by_host(job)}
+               "waiting": job_waiting_reason(job)}
     if request.htmx:
         return poll_response(render(request, "generation/_job_status.html", context), finished=job.finished)
     return render(request, "generation/job.html", context, status=status)
