@@ -23,6 +23,8 @@ notes that nearly duplicate a dev note left out; accuracy / Hit@3 / Hit@5 / macr
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -38,6 +40,12 @@ from sklearn.svm import LinearSVC
 from .metrics import Predictions, predictions_from_scores
 
 ESTIMATORS = {"logistic_regression": LogisticRegression, "linear_svc": LinearSVC}
+# liblinear (LinearSVC's dual solver) draws from one process-wide random generator: two fits at once in threads of
+# one process (a worker's thread pool running two chunks of an evaluation) would disturb each other's draws and give
+# other coefficients than the same fits one after another. They take turns; SAG (LogisticRegression) keeps its
+# generator per fit and runs alongside.
+PROCESS_WIDE_RANDOM = {"linear_svc"}
+_PROCESS_WIDE_RANDOM_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -153,7 +161,9 @@ def scores_fit(spec: ClassifierSpec, space: FeatureSpace, rows: np.ndarray, labe
     """Train on the pool notes at rows (labels: label index of every pool note) and score the evaluation notes:
     an (evaluation notes x label_count) matrix of decision values, -inf for labels the cell never saw."""
     training, evaluation = space.cell(rows)
-    model = spec.estimator_make().fit(training, labels[rows])
+    taking_turns = spec.estimator in PROCESS_WIDE_RANDOM
+    with _PROCESS_WIDE_RANDOM_LOCK if taking_turns else contextlib.nullcontext():
+        model = spec.estimator_make().fit(training, labels[rows])
     decision = model.decision_function(evaluation)
     if decision.ndim == 1:  # two classes: one value, positive for classes_[1]
         decision = np.column_stack([-decision, decision])

@@ -13,15 +13,23 @@ Subsampling is stratified by code and nested: for a seed, each code's real (and 
 and a fraction f keeps the first round(f x n) of them (at least one), so the 50 % subset lies inside the 75 % one
 and cells differ only in what their fractions change. A cell whose training set does not depend on the seed is
 fitted once. Scores: metrics.py; overlap with the evaluation set: overlap.py; features: classifiers.py.
+
+A run has three steps: utility_prepare plans it (a UtilityRun: the pool, the cells and the distinct training sets),
+UtilityRun.fit computes fit i (in any process that prepared the same run), utility_result computes the result from
+all the fits. utility_evaluate does the three in one process (the management command, the benchmarks); a utility
+evaluation job shares the fits out over the default workers (review.utility.jobs), to the same result.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +40,17 @@ from django.utils.translation import gettext as _
 
 from medsyn_site.core.icd10 import icd_chapter
 
-from .classifiers import CLASSIFIERS, DEFAULT_CLASSIFIER, FeatureSpace, training_sets_fit
+from .classifiers import (
+    CLASSIFIERS,
+    DEFAULT_CLASSIFIER,
+    ClassifierSpec,
+    FeatureSpace,
+    scores_fit,
+    training_sets_fit,
+)
 from .datasets import LABEL_LEVEL, NoteSet
-from .metrics import METRICS, Predictions, bootstrap_counts, metric_value
-from .overlap import OverlapThresholds, overlap_check
+from .metrics import METRICS, Predictions, bootstrap_counts, metric_value, predictions_from_scores
+from .overlap import OverlapReport, OverlapThresholds, overlap_check
 
 Progress = Callable[[int, int], None]  # (fits done, fits in the run)
 
@@ -295,19 +310,107 @@ def _per_chapter(runs: dict[str, list[Predictions]], labels: list[str], truth: n
     return found
 
 
-def utility_evaluate(*, real: NoteSet, evaluation: NoteSet, synthetic: NoteSet | None = None,
-                     plan: UtilityPlan | None = None, progress: Progress | None = None) -> UtilityResult:
-    """Run the plan's grid on these notes. ValidationError for an empty set or a bad plan; overlap.OverlapRefused
-    when the real training notes overlap the evaluation set more than allowed."""
+@dataclass
+class UtilityRun:
+    """A run prepared (utility_prepare): the notes read and checked for overlap, the pool of training notes, the
+    cells, and the distinct training sets, each one fit. Everything in it follows from the notes and the plan, so
+    every process that prepares the same notes with the same plan has the same fits in the same order (fingerprint
+    names them): fit i may be computed by any of them (a chunked evaluation shares its fits over workers) and the
+    result (utility_result) does not depend on where.
+
+    The n-gram counts of the pool (FeatureSpace) are made the first time a fit needs them, once per run object."""
+
+    plan: UtilityPlan
+    real: NoteSet
+    evaluation: NoteSet
+    synthetic: NoteSet | None
+    overlap: OverlapReport
+    labels: list[str]
+    pool_texts: list[str]
+    pool_labels: np.ndarray
+    is_synthetic: np.ndarray
+    synthetic_outside_labels: int
+    truth: np.ndarray
+    cells: list[CellPlan]
+    held_out: list[str]
+    rows_of: dict[tuple[str, int], np.ndarray]  # (cell key, seed) -> its training set (sorted pool rows)
+    training_sets: list[np.ndarray]  # the distinct training sets, in the order the cells first need them
+    fit_of: dict[tuple[str, int], int]  # (cell key, seed) -> index of its training set
+    overlap_s: float
+    _space: FeatureSpace | None = field(default=None, repr=False)
+    _space_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def spec(self) -> ClassifierSpec:
+        return CLASSIFIERS[self.plan.classifier]
+
+    @property
+    def label_count(self) -> int:
+        return len(self.labels)
+
+    @property
+    def fit_count(self) -> int:
+        return len(self.training_sets)
+
+    def counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per label: real training notes, synthetic training notes, evaluation notes."""
+        count = self.label_count
+        return (np.bincount(self.pool_labels[~self.is_synthetic], minlength=count),
+                np.bincount(self.pool_labels[self.is_synthetic], minlength=count),
+                np.bincount(self.truth, minlength=count))
+
+    def training_sha256(self, index: int) -> str:
+        """Names training set index (its pool rows); a stored fit is checked against it."""
+        return hashlib.sha256(self.training_sets[index].astype("<i8").tobytes()).hexdigest()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of everything the fits and the result depend on: the notes read (their hashes), the overlap
+        exclusions, the plan, the labels and every training set."""
+        described = {"real": self.real.sha256, "evaluation": self.evaluation.sha256,
+                     "synthetic": self.synthetic.sha256 if self.synthetic is not None else None,
+                     "real_excluded": sorted(self.overlap.real_excluded),
+                     "synthetic_excluded": sorted(self.overlap.synthetic_excluded),
+                     "plan": {**asdict(self.plan), "jobs": None, "overlap": self.plan.overlap.describe()},
+                     "classifier": {key: value for key, value in self.spec.describe().items()
+                                    if key != "description"},  # in the process's language
+                     "labels": self.labels, "held_out": self.held_out,
+                     "cells": [asdict(cell) for cell in self.cells],
+                     "training_sets": [self.training_sha256(index) for index in range(self.fit_count)]}
+        return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+    def features(self) -> tuple[FeatureSpace, float]:
+        """The pool's n-gram counts (made once: threads asking meanwhile wait for them) and the seconds this call
+        spent making them (0 when they were there)."""
+        with self._space_lock:
+            if self._space is not None:
+                return self._space, 0.0
+            started = time.monotonic()
+            self._space = FeatureSpace(self.spec, self.pool_texts, [note.text for note in self.evaluation.notes])
+            return self._space, time.monotonic() - started
+
+    def fit(self, index: int) -> Predictions:
+        """Fit training set index and score the evaluation set."""
+        space, _seconds = self.features()
+        return predictions_from_scores(
+            scores_fit(self.spec, space, self.training_sets[index], self.pool_labels, self.label_count), self.truth)
+
+
+def utility_prepare(*, real: NoteSet, evaluation: NoteSet, synthetic: NoteSet | None = None,
+                    plan: UtilityPlan | None = None, overlap: OverlapReport | None = None) -> UtilityRun:
+    """Check the plan and the notes, leave out the training notes that overlap the evaluation set, and plan the
+    cells and their training sets. ValidationError for an empty set or a plan the notes cannot carry;
+    overlap.OverlapRefused when the real training notes overlap the evaluation set more than allowed. overlap: the
+    report a check of these very notes made before (a chunk of a run: core.chunks), used instead of checking again."""
     plan = plan or UtilityPlan()
     plan.check()
     if not real.notes or not evaluation.notes:
         raise ValidationError(_("Both the real training notes and the evaluation set need notes."))
-    spec = CLASSIFIERS[plan.classifier]
     synthetic_notes = synthetic.notes if synthetic is not None else ()
     started = time.monotonic()
-    overlap = overlap_check(real=real.notes, synthetic=synthetic_notes, evaluation=evaluation.notes,
-                            thresholds=plan.overlap)
+    if overlap is None:
+        overlap = overlap_check(real=real.notes, synthetic=synthetic_notes, evaluation=evaluation.notes,
+                                thresholds=plan.overlap)
     real_kept = [note for j, note in enumerate(real.notes) if j not in overlap.real_excluded]
     labels = sorted({note.code for note in real_kept} | {note.code for note in evaluation.notes})
     label_index = {code: i for i, code in enumerate(labels)}
@@ -333,26 +436,30 @@ def utility_evaluate(*, real: NoteSet, evaluation: NoteSet, synthetic: NoteSet |
     for (key, _seed), rows in rows_of.items():
         if len(np.unique(pool_labels[rows])) < 2:
             raise ValidationError(_("Cell %(cell)s would train on fewer than two codes.") % {"cell": key})
-    overlap_s = time.monotonic() - started
+    distinct: dict[bytes, int] = {}  # a cell whose training set does not depend on the seed is fitted once
+    fit_of = {cell_seed: distinct.setdefault(rows.tobytes(), len(distinct)) for cell_seed, rows in rows_of.items()}
+    return UtilityRun(
+        plan=plan, real=real, evaluation=evaluation, synthetic=synthetic, overlap=overlap, labels=labels,
+        pool_texts=[note.text for note in pool], pool_labels=pool_labels, is_synthetic=is_synthetic,
+        synthetic_outside_labels=len(synthetic_clean) - len(synthetic_kept), truth=truth, cells=cells,
+        held_out=held_out, rows_of=rows_of, training_sets=[np.frombuffer(key, dtype=np.int64) for key in distinct],
+        fit_of=fit_of, overlap_s=time.monotonic() - started)
 
-    started = time.monotonic()
-    space = FeatureSpace(spec, [note.text for note in pool], [note.text for note in evaluation.notes])
-    features_s = time.monotonic() - started
-    started = time.monotonic()
-    distinct = list(dict.fromkeys(rows.tobytes() for rows in rows_of.values()))
-    fitted: dict[bytes, Predictions] = {}
-    fits = training_sets_fit(spec, space, distinct, pool_labels, label_count, truth, jobs=plan.jobs)
-    for done, (key, predictions) in enumerate(zip(distinct, fits, strict=True), start=1):
-        fitted[key] = predictions
-        if progress is not None:
-            progress(done, len(distinct))
-    fits_s = time.monotonic() - started
 
+def utility_result(run: UtilityRun, fits: Sequence[Predictions], *, timings: dict) -> UtilityResult:
+    """The result of a run from its fits (fits[i]: the fit of training set i, wherever it was computed): the
+    metrics of every cell with bootstrap intervals and paired tests, per code, per chapter, and the exact inputs.
+    timings: how long the steps took (recorded as given, with metrics_s and the number of fits added)."""
+    if len(fits) != run.fit_count:
+        raise ValueError(f"{len(fits)} fits for a run of {run.fit_count}")
+    plan, labels, truth, cells, label_count = run.plan, run.labels, run.truth, run.cells, run.label_count
     started = time.monotonic()
-    runs = {cell.key: [fitted[rows_of[cell.key, seed].tobytes()] for seed in plan.seeds] for cell in cells}
+    real_counts, synthetic_counts, evaluation_counts = run.counts()
+    label_index = {code: i for i, code in enumerate(labels)}
+    runs = {cell.key: [fits[run.fit_of[cell.key, seed]] for seed in plan.seeds] for cell in cells}
     per_label = {cell.key: _per_label(runs[cell.key], truth, label_count) for cell in cells}
     subsets = _subsets(plan, labels, real_counts, evaluation_counts, per_label[REAL_ONLY]["accuracy"],
-                       [label_index[code] for code in held_out])
+                       [label_index[code] for code in run.held_out])
     weights = bootstrap_counts(len(truth), plan.bootstrap, plan.bootstrap_seed)
     masks = {"all": (None, None)}
     masks.update({name: (np.isin(truth, ids), np.array(sorted(ids))) for name, ids in subsets.items()})
@@ -363,8 +470,9 @@ def utility_evaluate(*, real: NoteSet, evaluation: NoteSet, synthetic: NoteSet |
                                                       baseline=baseline, mask=mask, labels=ids))
                           for metric in METRICS}
                    for name, (mask, ids) in masks.items()}
-        sizes = [{"seed": seed, "real": int(np.count_nonzero(~is_synthetic[rows_of[cell.key, seed]])),
-                  "synthetic": int(np.count_nonzero(is_synthetic[rows_of[cell.key, seed]]))} for seed in plan.seeds]
+        sizes = [{"seed": seed, "real": int(np.count_nonzero(~run.is_synthetic[run.rows_of[cell.key, seed]])),
+                  "synthetic": int(np.count_nonzero(run.is_synthetic[run.rows_of[cell.key, seed]]))}
+                 for seed in plan.seeds]
         results.append(CellResult(key=cell.key, kind=cell.kind, label=cell_label(cell),
                                   real_fraction=cell.real_fraction, synthetic_fraction=cell.synthetic_fraction,
                                   baseline=cell.baseline, training=sizes, metrics=metrics))
@@ -378,25 +486,46 @@ def utility_evaluate(*, real: NoteSet, evaluation: NoteSet, synthetic: NoteSet |
     metrics_s = time.monotonic() - started
 
     grid = GRIDS[plan.grid]
+    real, evaluation, synthetic = run.real, run.evaluation, run.synthetic
     inputs = {
         "real": real.describe(), "evaluation": evaluation.describe(),
         "synthetic": synthetic.describe() if synthetic is not None else None,
-        "classifier": spec.describe(), "label": LABEL_LEVEL,
+        "classifier": run.spec.describe(), "label": LABEL_LEVEL,
         "grid": {**asdict(grid), "cells": [cell.key for cell in cells]},
-        "seeds": list(plan.seeds), "upsample_to": plan.upsample_to, "held_out_codes": held_out,
+        "seeds": list(plan.seeds), "upsample_to": plan.upsample_to, "held_out_codes": run.held_out,
         "held_out_requested": list(plan.held_out_codes), "held_out_count": plan.held_out_count,
         "bootstrap": plan.bootstrap, "bootstrap_seed": plan.bootstrap_seed, "decile": plan.decile,
         "overlap": plan.overlap.describe(), "jobs": plan.jobs,
         "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__, "scipy": scipy.__version__},
     }
     return UtilityResult(
-        inputs=inputs, overlap=overlap.describe(),
-        pool={"real": len(real_kept), "synthetic": len(synthetic_kept),
-              "synthetic_outside_labels": len(synthetic_clean) - len(synthetic_kept), "labels": label_count},
+        inputs=inputs, overlap=run.overlap.describe(),
+        pool={"real": int(np.count_nonzero(~run.is_synthetic)), "synthetic": int(np.count_nonzero(run.is_synthetic)),
+              "synthetic_outside_labels": run.synthetic_outside_labels, "labels": label_count},
         labels=labels, subsets={name: [labels[i] for i in ids] for name, ids in subsets.items()},
         cells=results, per_code=per_code, per_chapter=per_chapter,
-        timings={"overlap_s": overlap_s, "features_s": features_s, "fits_s": fits_s, "fits": len(distinct),
-                 "metrics_s": metrics_s})
+        timings={**timings, "fits": run.fit_count, "metrics_s": metrics_s})
+
+
+def utility_evaluate(*, real: NoteSet, evaluation: NoteSet, synthetic: NoteSet | None = None,
+                     plan: UtilityPlan | None = None, progress: Progress | None = None) -> UtilityResult:
+    """Run the plan's grid on these notes in this process (plan.jobs processes fitting): utility_prepare, every fit,
+    utility_result. ValidationError for an empty set or a bad plan; overlap.OverlapRefused when the real training
+    notes overlap the evaluation set more than allowed. (A utility evaluation job shares the same fits over the
+    workers of its queue instead: review.utility.jobs.)"""
+    run = utility_prepare(real=real, evaluation=evaluation, synthetic=synthetic, plan=plan)
+    space, features_s = run.features()
+    started = time.monotonic()
+    fits = []
+    keys = [rows.tobytes() for rows in run.training_sets]
+    predictions = training_sets_fit(run.spec, space, keys, run.pool_labels, run.label_count, run.truth,
+                                    jobs=run.plan.jobs)
+    for done, fitted in enumerate(predictions, start=1):
+        fits.append(fitted)
+        if progress is not None:
+            progress(done, run.fit_count)
+    return utility_result(run, fits, timings={"overlap_s": run.overlap_s, "features_s": features_s,
+                                              "fits_s": time.monotonic() - started})
 
 
 def _hits(run: Predictions, truth: np.ndarray, metric: str) -> np.ndarray:

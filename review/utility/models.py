@@ -1,5 +1,6 @@
-"""Evaluation sets (uploaded RuMedTop3 files, their notes stored) and utility evaluations (background jobs running
-evaluation.utility_evaluate on the default queue, the result stored as JSON).
+"""Evaluation sets (uploaded RuMedTop3 files, their notes stored) and utility evaluations (chunked background jobs on
+the default queue whose units are the run's classifier fits, each stored once as a UtilityFit; the result, computed
+from them, stored as JSON).
 
 Utility depends on releases (an evaluation may read a release's synthetic notes), never the reverse: releases shows
 utility through medsyn_site.core.sections.
@@ -73,8 +74,11 @@ class EvaluationSetNote(models.Model):
 class UtilityEvaluation(BackgroundJob):
     """One run of the utility evaluation on the default queue: real training notes of a split, synthetic notes (a
     release's, the approved ones matching a filter, or none), an evaluation set (a split or an EvaluationSet), and
-    the plan (evaluation.UtilityPlan). Progress is in classifier fits.
+    the plan (evaluation.UtilityPlan). A chunked job (core.chunks, review.utility.jobs): its units are the run's
+    distinct classifier fits, so every default worker, on any host, takes part. Progress is in fits.
 
+    prepared: the run as its first task prepared it (jobs.run_record: the content hashes of the notes it read, the
+    overlap exclusions, the number of fits and the run's fingerprint): every chunk checks that it prepares the same.
     result: UtilityResult.as_json() of a finished run (its inputs hold every hash and parameter to repeat it).
     overlap: the overlap report (overlap.OverlapReport.describe()), also of a run refused for overlapping its
     evaluation set (then failed, the reason in error)."""
@@ -105,8 +109,11 @@ class UtilityEvaluation(BackgroundJob):
                                             validators=[MinValueValidator(100), MaxValueValidator(MAX_BOOTSTRAP)])
     max_overlap = models.FloatField(default=PLAN_DEFAULTS["max_overlap"],
                                     validators=[MinValueValidator(0.0), MaxValueValidator(0.99)])
+    prepared = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
     overlap = models.JSONField(default=dict, blank=True)
+
+    progress_unit = "fits"
 
     class Meta(BackgroundJob.Meta):
         constraints = [
@@ -129,6 +136,23 @@ class UtilityEvaluation(BackgroundJob):
 
         task_send(run_utility_evaluation, args=[self.pk], queue="default")
 
+    # A chunked job (core.chunks): its fits are shared out over the workers of the default queue.
+    def chunk_queue(self) -> str:
+        return "default"
+
+    def chunk_requirements(self) -> None:
+        return None  # scikit-learn on the CPU: any default worker
+
+    def chunk_execute(self, chunk) -> bool:
+        from .jobs import utility_chunk_execute
+
+        return utility_chunk_execute(self, chunk)
+
+    def chunks_finish(self) -> None:
+        from .jobs import utility_chunks_finish
+
+        utility_chunks_finish(self)
+
     @property
     def evaluation_name(self) -> str:
         return str(self.evaluation_set) if self.evaluation_set_id else _("split %(split)s") % {
@@ -142,3 +166,28 @@ class UtilityEvaluation(BackgroundJob):
             shown = ", ".join(f"{key}={value}" for key, value in sorted(self.approved_filters.items()))
             return _("approved notes (%(filter)s)") % {"filter": shown} if shown else _("approved notes")
         return _("none")
+
+
+class UtilityFit(models.Model):
+    """One fit of an evaluation's run (a unit of its chunked job: evaluation.UtilityRun.fit): the classifier trained
+    on training set `index` and scored on the evaluation set, kept as its Predictions (the predicted label and the
+    rank of the true label of each evaluation note, little-endian int32) until the last chunk computes the result from
+    all of them. One row per (evaluation, index): a fit computed twice (a chunk delivered again, a worker that died
+    after fitting) is stored once. training_sha256 names the training set (UtilityRun.training_sha256)."""
+
+    evaluation = models.ForeignKey(UtilityEvaluation, on_delete=models.CASCADE, related_name="fits")
+    index = models.PositiveIntegerField()
+    training_sha256 = models.CharField(max_length=64)
+    predicted = models.BinaryField()
+    rank = models.BinaryField()
+    fit_seconds = models.FloatField(default=0.0)
+    features_seconds = models.FloatField(default=0.0)  # counting the pool's n-grams first (0: the process had them)
+    worker = models.CharField(max_length=200, blank=True, default="")  # "<celery hostname> <boot id>", core.jobs
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["evaluation", "index"]
+        constraints = [models.UniqueConstraint(fields=["evaluation", "index"], name="utility_fit_once_per_index")]
+
+    def __str__(self) -> str:
+        return f"utility evaluation {self.evaluation_id} fit {self.index}"

@@ -72,6 +72,17 @@ class OverlapReport:
     def counts(self, excluded: dict[int, str]) -> dict[str, int]:
         return {reason: sum(1 for found in excluded.values() if found == reason) for reason in (EXACT, NEAR, MEMORISED)}
 
+    def record(self) -> dict:
+        """The whole report as JSON (describe() names only the first excluded notes): from_record gives it back."""
+        return {**asdict(self), "real_excluded": {str(j): reason for j, reason in self.real_excluded.items()},
+                "synthetic_excluded": {str(j): reason for j, reason in self.synthetic_excluded.items()}}
+
+    @classmethod
+    def from_record(cls, record: dict) -> OverlapReport:
+        return cls(**{**record, "real_excluded": {int(j): reason for j, reason in record["real_excluded"].items()},
+                      "synthetic_excluded": {int(j): reason
+                                             for j, reason in record["synthetic_excluded"].items()}})
+
     def describe(self) -> dict:
         return {"evaluation_notes": self.evaluation_notes, "evaluation_overlapped": self.evaluation_overlapped,
                 "share": self.share, "max_share": self.max_share, "refused": self.refused,

@@ -1,10 +1,9 @@
 """Evaluation sets and utility evaluations: upload a set, start an evaluation (every check, the job and its audit
-record), cancel it, and the run a default-queue worker does (evaluation.utility_evaluate with progress in fits).
+record) and cancel it. The run itself, shared out in fits over the default workers, is review.utility.jobs.
 
 The run reads its notes when it starts: real notes of the split, a release's frozen synthetic notes or the approved
 notes matching the filter then, and the evaluation set. The result's inputs hold each set's content hash, so what
-was read is on record whatever changes later. A redelivered run (its worker died) runs again from the start and
-gives the same result (every step is seeded); a finished run is never run again.
+was read is on record whatever changes later.
 """
 
 from __future__ import annotations
@@ -21,32 +20,22 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop
 
 from generation.models import Note
 from medsyn_site.core.audit import audit_write
 from medsyn_site.core.forms import form_errors_text
 from medsyn_site.core.icd10 import icd_category, icd_code_clean
 from medsyn_site.core.jobs import job_cancel, job_send_on_commit
-from medsyn_site.core.models import AuditEvent, JobStatus
-from medsyn_site.core.progress import Progress, ProgressRecorder
+from medsyn_site.core.models import AuditEvent
 from review.curation.forms import CurationFilterForm
 from review.releases.forms import RELEASE_FILTER_KEYS
 from review.releases.models import Release
-from review.releases.services import release_card_refresh
 
 from .classifiers import CLASSIFIERS
-from .datasets import (
-    NoteSet,
-    approved_synthetic_notes,
-    evaluation_file_records,
-    evaluation_set_notes,
-    real_notes_of_split,
-    release_synthetic_notes,
-)
-from .evaluation import GRIDS, UtilityPlan, utility_evaluate
+from .datasets import evaluation_file_records, evaluation_set_notes
+from .evaluation import GRIDS, UtilityPlan
 from .models import PLAN_DEFAULTS, EvaluationSet, EvaluationSetNote, UtilityEvaluation
-from .overlap import OverlapRefused, OverlapThresholds
+from .overlap import OverlapThresholds
 
 EVALUATION_SET_MAX_BYTES = 20 * 1024 * 1024  # RuMedTop3's dev and test files are about 0.5 MB each
 # The evaluation's inputs a user sets (form, API, command); the rest is the run's.
@@ -250,84 +239,9 @@ def do_start_utility_evaluation(*, real_split: str, evaluation_split: str = "",
 @transaction.atomic
 def do_cancel_utility_evaluation(*, evaluation: UtilityEvaluation,
                                  actor: AbstractBaseUser | None) -> UtilityEvaluation:
-    """Stop a queued or running evaluation: the worker stops after its current fit and stores nothing.
-    StateConflict when it has already finished."""
+    """Stop a queued or running evaluation: each worker stops after its current fit, and no result is computed (the
+    fits stored are kept). StateConflict when it has already finished."""
     return job_cancel(evaluation, actor=actor, event=AuditEvent.CANCEL_UTILITY_EVALUATION,
                       already_finished=_("Utility evaluation %(id)s has already finished (%(status)s): nothing to "
                                          "cancel."),
                       extra=lambda evaluation: {"fits_done": evaluation.progress_done})
-
-
-# --- Running ------------------------------------------------------------------------------------------------------
-
-class EvaluationCancelled(Exception):
-    """The evaluation was cancelled while it ran: stop fitting, store nothing."""
-
-
-def evaluation_note_sets(evaluation: UtilityEvaluation) -> tuple[NoteSet, NoteSet, NoteSet | None]:
-    """(real training notes, evaluation set, synthetic notes or None) as the run reads them now."""
-    real = real_notes_of_split(evaluation.real_split)
-    notes = (evaluation_set_notes(evaluation.evaluation_set) if evaluation.evaluation_set_id
-             else real_notes_of_split(evaluation.evaluation_split))
-    synthetic = None
-    if evaluation.synthetic == UtilityEvaluation.Synthetic.RELEASE:
-        synthetic = release_synthetic_notes(evaluation.release)
-    elif evaluation.synthetic == UtilityEvaluation.Synthetic.APPROVED:
-        synthetic = approved_synthetic_notes(evaluation.approved_filters)
-    return real, notes, synthetic
-
-
-class _RunProgress:
-    """The engine's progress callback: fits done / fits into the job row (ProgressRecorder), the step named at the
-    first fit, and a cancel read back from the row after every fit."""
-
-    def __init__(self, evaluation: UtilityEvaluation, recorder: ProgressRecorder) -> None:
-        self.pk = evaluation.pk
-        self.recorder = recorder
-        self.started = False
-
-    def check(self) -> None:
-        if not UtilityEvaluation.objects.filter(pk=self.pk, status=JobStatus.RUNNING).exists():
-            raise EvaluationCancelled
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.started:
-            self.started = True
-            self.recorder.write(step=gettext_noop("Fitting the classifiers"), progress_total=total)
-        self.recorder(done, total)
-        self.check()
-
-
-def utility_evaluation_run(evaluation_id: int, on_progress: Progress | None = None) -> None:
-    """Run a queued evaluation (or one redelivered while running): read its notes, run the engine with progress in
-    fits (also passed to on_progress), store the result and the overlap report. A refusal (too much overlap, a
-    plan the notes cannot carry) fails it with the reason; a cancel stops it after the current fit."""
-    evaluation = UtilityEvaluation.objects.select_related("release", "evaluation_set").get(pk=evaluation_id)
-    if not evaluation.mark_running():
-        return
-    try:
-        with ProgressRecorder(evaluation, also=on_progress) as recorder:
-            recorder.write(step=gettext_noop("Reading the notes"), progress_done=0, progress_total=0)
-            real, notes, synthetic = evaluation_note_sets(evaluation)
-            progress = _RunProgress(evaluation, recorder)
-            progress.check()
-            recorder.write(step=gettext_noop("Checking overlap and counting n-grams"))
-            result = utility_evaluate(real=real, evaluation=notes, synthetic=synthetic,
-                                      plan=evaluation_plan(evaluation), progress=progress)
-    except EvaluationCancelled:
-        return
-    except OverlapRefused as error:
-        evaluation.mark_finished(JobStatus.FAILED, error=" ".join(error.messages), step="",
-                                 overlap=error.report.describe())
-        return
-    except ValidationError as error:
-        evaluation.mark_finished(JobStatus.FAILED, error=" ".join(error.messages), step="")
-        return
-    except Exception as error:
-        evaluation.mark_finished(JobStatus.FAILED, error=f"{type(error).__name__}: {error}", step="")
-        raise
-    fits = result.timings["fits"]
-    evaluation.mark_finished(JobStatus.DONE, step="", result=result.as_json(), overlap=result.overlap,
-                             progress_done=fits, progress_total=fits)
-    if evaluation.release is not None:
-        release_card_refresh(evaluation.release)  # the release's dataset card now shows this evaluation

@@ -9,8 +9,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from drf_spectacular.generators import SchemaGenerator
 
 from medsyn_site.core.models import JobStatus
+from review.utility.jobs import utility_evaluation_run
 from review.utility.models import EvaluationSet, UtilityEvaluation
-from review.utility.services import utility_evaluation_run
 from tests.review.utility.conftest import rumedtop3_lines
 
 EVALUATIONS = "/api/utility/evaluations/"

@@ -19,6 +19,7 @@ from medsyn_site.core.models import AuditRecord, JobStatus
 from review.utility.classifiers import DEFAULT_CLASSIFIER
 from review.utility.datasets import evaluation_set_notes, evaluation_set_read
 from review.utility.evaluation import UtilityPlan
+from review.utility.jobs import utility_evaluation_run
 from review.utility.models import PLAN_DEFAULTS, EvaluationSet, EvaluationSetNote, UtilityEvaluation
 from review.utility.overlap import OverlapThresholds
 from review.utility.selectors import utility_command_line, utility_latest_for_release
@@ -27,7 +28,6 @@ from review.utility.services import (
     do_start_utility_evaluation,
     do_upload_evaluation_set,
     evaluation_set_jsonl,
-    utility_evaluation_run,
 )
 from tests.review.utility.conftest import rumedtop3_lines
 

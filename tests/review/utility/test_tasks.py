@@ -1,7 +1,7 @@
 """The run a default-queue worker does: progress in fits, the result and the overlap report stored, a refused
 overlap or an impossible plan failing the job with the reason, cancel between fits, a finished job never run again,
 a redelivered running job run once more to the same result; the task on the default queue, and (marked worker) a
-tiny evaluation end to end through a real worker."""
+tiny evaluation end to end through a real worker, its fits in chunks. The chunks themselves: test_jobs.py."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from medsyn_site.core import jobs
-from medsyn_site.core.models import JobStatus
+from medsyn_site.core.models import JobChunk, JobStatus
 from review.utility.evaluation import REAL_ONLY
+from review.utility.jobs import utility_evaluation_run
 from review.utility.models import UtilityEvaluation
 from review.utility.services import (
     do_cancel_utility_evaluation,
     do_start_utility_evaluation,
     do_upload_evaluation_set,
-    utility_evaluation_run,
 )
 from review.utility.tasks import run_utility_evaluation
 from tests.review.utility.conftest import rumedtop3_lines
@@ -136,6 +136,8 @@ def test_a_tiny_evaluation_runs_end_to_end_on_the_default_worker(celery_workers,
             break
         time.sleep(0.2)
     assert evaluation.status == JobStatus.DONE, evaluation.error
-    assert evaluation.worker.startswith("default@")
+    chunks = JobChunk.objects.filter(job_model="utility.utilityevaluation", job_id=evaluation.pk)
+    assert chunks.count() == evaluation.result["timings"]["fits"]  # a chunk a fit, run by the default worker
+    assert {worker.split("@")[0] for worker in chunks.values_list("worker", flat=True)} == {"default"}
     assert evaluation.progress_done == evaluation.progress_total == evaluation.result["timings"]["fits"] > 0
     assert {cell["key"] for cell in evaluation.result["cells"]} >= {REAL_ONLY, WITH_SYNTHETIC}

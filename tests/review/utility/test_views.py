@@ -18,8 +18,10 @@ from medsyn_site.core.models import JobStatus
 from medsyn_site.core.sections import release_card_sections, release_page_sections
 from medsyn_site.core.svg import HeatCell, SignedBar, heat_map_svg, signed_bars_svg
 from review.utility.evaluation import REAL_ONLY
+from review.utility.jobs import utility_evaluation_run
 from review.utility.models import EvaluationSet, UtilityEvaluation
-from review.utility.services import do_start_utility_evaluation, do_upload_evaluation_set, utility_evaluation_run
+from review.utility.services import do_start_utility_evaluation, do_upload_evaluation_set
+from tests.medsyn_site.core.test_job_hosts import chunks_on_two_hosts, hosts_line
 from tests.review.utility.conftest import rumedtop3_lines
 
 QUICK = {"grid": "quick", "seeds": 1, "bootstrap": 100, "classifier": "tfidf-svm"}
@@ -205,8 +207,8 @@ def test_the_release_page_and_card_get_the_latest_evaluation_through_core_sectio
     assert "accuracy" in block and reverse("utility:evaluation", kwargs={"pk": evaluation.pk}) not in block
 
 
-def test_an_evaluation_of_an_exported_release_reaches_its_page_and_its_dataset_card(stored_splits, release, client,
-                                                                                     make_user, settings, tmp_path):
+def test_an_evaluation_of_an_exported_release_reaches_its_page_and_its_dataset_card(
+        stored_splits, release, client, make_user, settings, tmp_path, django_capture_on_commit_callbacks):
     from review.releases.export import folder_verify
     from review.releases.services import release_export_run
 
@@ -216,7 +218,8 @@ def test_an_evaluation_of_an_exported_release_reaches_its_page_and_its_dataset_c
     folder = settings.RELEASES_DIR / release.export.folder
     assert "## Utility for ICD-10 code prediction" not in (folder / "README.md").read_text(encoding="utf-8")
 
-    evaluation = finished(synthetic="release", release=release)
+    with django_capture_on_commit_callbacks(execute=True):  # the card is rewritten once the result is committed
+        evaluation = finished(synthetic="release", release=release)
     card = (folder / "README.md").read_text(encoding="utf-8")
     assert "## Utility for ICD-10 code prediction" in card
     assert evaluation.result["inputs"]["synthetic"]["sha256"] in card
@@ -229,3 +232,12 @@ def test_an_evaluation_of_an_exported_release_reaches_its_page_and_its_dataset_c
     client.force_login(make_user("researcher"))
     page = client.get(reverse("releases:release_detail", args=[release.pk])).content.decode()
     assert reverse("utility:evaluation", kwargs={"pk": evaluation.pk}) in page
+
+
+def test_an_evaluation_shows_which_workers_ran_its_fits(researcher, stored_splits):
+    evaluation = start()
+    url = reverse("utility:evaluation", kwargs={"pk": evaluation.pk})
+    assert 'data-testid="evaluation-hosts"' not in researcher.get(url).content.decode()
+    chunks_on_two_hosts(UtilityEvaluation.objects.get(pk=evaluation.pk))
+    line = hosts_line(researcher.get(url, HTTP_HX_REQUEST="true").content.decode(), "evaluation-hosts")
+    assert "gpu-a@host-one (2 chunks done, 0 running)" in line and "gpu-b@host-two" in line
