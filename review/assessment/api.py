@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +21,8 @@ from .models import Study
 from .results import results_access_check, study_results
 from .selectors import studies_open_for_rater
 from .services import (
+    NotARater,
+    StudyStateError,
     SyntheticFilter,
     assignment_next,
     do_build_study_pool,
@@ -65,13 +69,25 @@ class RaterStudiesView(APIView):
         return Response(RaterStudySerializer(studies_open_for_rater(request.user), many=True).data)
 
 
+def rater_call(service: Callable[..., object], study_id: int, **arguments) -> object:
+    """A rater service (next item, submit, skip) for the study with this id, which it reads itself under its locks
+    (services._rater_hold): one query fewer on the rater's hot path than reading the study here first. As for any
+    study not open to the physician, 404 when there is no such study, when it does not list them, or when it is not
+    open (then saying so)."""
+    try:
+        return service(study=Study(pk=study_id), **arguments)
+    except (Study.DoesNotExist, NotARater) as error:
+        raise NotFound(_("No open study %(id)s for you to rate.") % {"id": study_id}) from error
+    except StudyStateError as error:  # the only state these services refuse in: not open
+        raise NotFound(" ".join(error.messages)) from error
+
+
 class NextItemView(APIView):
     permission_classes = [CanRate]
 
     @extend_schema(responses={200: RaterItemSerializer, 204: None})
     def get(self, request: Request, study_id: int) -> Response:
-        study = get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
-        assignment = assignment_next(study=study, physician=request.user)
+        assignment = rater_call(assignment_next, study_id, physician=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(RaterItemSerializer(assignment.item).data)
@@ -85,10 +101,9 @@ class RaterActionView(APIView):
     service: Callable[..., object]  # the service, called with study, physician and the validated payload
 
     def post(self, request: Request, study_id: int) -> Response:
-        study = get_object_or_404(studies_open_for_rater(request.user), pk=study_id)
         payload = self.payload_class(data=request.data)
         payload.is_valid(raise_exception=True)
-        self.service(study=study, physician=request.user, **payload.validated_data)
+        rater_call(self.service, study_id, physician=request.user, **payload.validated_data)
         return Response(status=status.HTTP_201_CREATED)
 
 

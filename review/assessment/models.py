@@ -64,12 +64,21 @@ class StudyItem(models.Model):
     diagnosis_name = models.CharField(max_length=300, blank=True, default="")
     is_synthetic = models.BooleanField()  # for results only; never rendered to raters
     length_band = models.CharField(max_length=16)
+    # The item's claims: physicians who hold it or rated it (a skip gives the claim back). Changed only under the
+    # item's row lock (services.assignment_next, do_skip_item), and never above slots: the database refuses it.
     active_assignments = models.PositiveSmallIntegerField(default=0)
+    # How many physicians rate the item: the study's overlap k (fixed when the study is created), copied onto the
+    # item when the pool is built so that the check constraint below can hold the claims to it.
+    slots = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(50)])
     rank = models.BigIntegerField(default=item_rank)
 
     class Meta:
         db_table = "review_studyitem"
-        constraints = [models.UniqueConstraint(fields=["study", "note"], name="study_item_note_once")]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "note"], name="study_item_note_once"),
+            models.CheckConstraint(condition=models.Q(active_assignments__lte=models.F("slots")),
+                                   name="study_item_claims_within_k"),
+        ]
         indexes = [models.Index(fields=["study", "rank"])]
 
     def __str__(self) -> str:
@@ -93,7 +102,13 @@ class Assignment(models.Model):
 
     class Meta:
         db_table = "review_assignment"
-        constraints = [models.UniqueConstraint(fields=["item", "physician"], name="assignment_once_per_physician")]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "physician"], name="assignment_once_per_physician"),
+            # One current item per physician and study (services.assignment_next hands it out again until it is
+            # answered or skipped).
+            models.UniqueConstraint(fields=["study", "physician"], condition=models.Q(status="assigned"),
+                                    name="assignment_one_current_per_physician"),
+        ]
         indexes = [models.Index(fields=["study", "physician", "status"])]
 
     def __str__(self) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -29,7 +29,7 @@ from .blinding import length_band, rater_text
 from .models import Assignment, Rating, Study, StudyItem
 from .origin_probe import origin_probe
 from .results import RAW_COLUMNS
-from .selectors import rater_listed_for
+from .selectors import RATER_LISTED_STUDIES_SQL
 
 DEFAULT_QUESTIONS: dict = {
     "origin": {"label": "Was this note written by a clinician or generated?", "choices": ["real", "synthetic"]},
@@ -46,6 +46,10 @@ DEFAULT_QUESTIONS: dict = {
 
 class StudyStateError(StateConflict):
     """The action is not allowed in the study's current state."""
+
+
+class NotARater(PermissionDenied):
+    """The study's rater list does not name the physician."""
 
 
 LIKERT_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -234,7 +238,7 @@ def do_build_study_pool(*, actor: AbstractBaseUser, study: Study, n_per_origin: 
             items.append(StudyItem(
                 study=study, note=note, display_text=rater_text(note.text), diagnosis_code=note.icd_category,
                 diagnosis_name=names.get(note.icd_category, ""), is_synthetic=note.origin == Note.Origin.SYNTHETIC,
-                length_band=length_band(note.text),
+                length_band=length_band(note.text), slots=study.overlap_k,
             ))
     rng.shuffle(items)
     StudyItem.objects.bulk_create(items)
@@ -307,17 +311,87 @@ def rater_blind_check(user: AbstractBaseUser) -> None:
                                  "who see none of these."))
 
 
-def _check_rater(study: Study, physician: AbstractBaseUser) -> None:
+def _check_rater(physician: AbstractBaseUser) -> None:
     if not physician.has_perm("medsyn_site.rate_notes"):
         raise PermissionDenied(_("Only physicians rate notes."))
     rater_blind_check(physician)
-    if not rater_listed_for(study, physician):
-        raise PermissionDenied(_("You are not a rater of this study."))
 
 
 def _personal_start(study: Study, physician: AbstractBaseUser, draw: int) -> int:
     digest = hashlib.sha256(f"{study.pk}:{physician.pk}:{draw}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 2  # the same 62-bit range as StudyItem.rank
+
+
+# The rater's requests (next item, submit, skip) are the product's busiest: a multi-site study has hundreds of
+# physicians. They run a few short statements written out below rather than built by the ORM, whose building of a
+# query costs more CPU than the database's work on it; everything else stays in the ORM.
+
+_INT4 = 0x7FFFFFFF  # pg_advisory_xact_lock(int4, int4): ids folded into its key range (a clash only waits)
+
+_HOLD_SQL = f"""
+    SELECT study.id, study.state, study.overlap_k, study.questions,
+           study.id IN ({RATER_LISTED_STUDIES_SQL}) AS listed
+    FROM review_study study, pg_advisory_xact_lock(%s, %s)
+    WHERE study.id = %s
+    FOR KEY SHARE OF study"""
+
+
+def _rater_hold(study: Study, physician: AbstractBaseUser) -> Study:
+    """The study (state, k, questions) for a physician who is one of its raters, read under two locks held to the
+    end of the caller's transaction; Study.DoesNotExist when there is no such study, NotARater when it does not list
+    them (so the caller may pass Study(pk=...) unread: the rater API does).
+
+    - FOR KEY SHARE on the study row: raters do not block one another with it, but do_close_study (FOR UPDATE)
+      waits for the answers in flight, and an answer sent while the study closes waits and then sees it closed.
+    - An advisory lock on (study, physician): one physician's requests in a study (two tabs, a double click) run one
+      after another, as they did when every request locked the study row; different physicians' run side by side.
+    """
+    held = next(iter(Study.objects.raw(_HOLD_SQL, [physician.pk, study.pk & _INT4, physician.pk & _INT4, study.pk])),
+                None)
+    if held is None:
+        raise Study.DoesNotExist
+    if not held.listed:
+        raise NotARater(_("You are not a rater of this study."))
+    return held
+
+
+# How many items the physician has drawn in the study, and their current one. A statement of its own, after
+# _HOLD_SQL: it must see what the physician's previous request committed while this one waited for the advisory lock.
+_MINE_SQL = """
+    SELECT count(*), max(id) FILTER (WHERE status = 'assigned')
+    FROM review_assignment WHERE study_id = %s AND physician_id = %s"""
+
+# Claim the first eligible item from a rank onwards (or before it, for the wrap-around): one the physician has not
+# seen and with a free slot. The claim counter rises under the item's row lock, which the claim holds to its commit;
+# the check constraint study_item_claims_within_k refuses a claim past k whatever happens. {wait} is SKIP LOCKED
+# (pass over an item someone else is claiming at this very moment) or empty (wait for that claim to commit).
+_CLAIM_SQL = """
+    UPDATE review_studyitem SET active_assignments = active_assignments + 1
+    WHERE id = (
+        SELECT item.id FROM review_studyitem item
+        WHERE item.study_id = %(study)s AND item.rank {direction} %(start)s AND item.active_assignments < item.slots
+          AND NOT EXISTS (SELECT 1 FROM review_assignment seen
+                          WHERE seen.item_id = item.id AND seen.physician_id = %(physician)s)
+        ORDER BY item.rank
+        LIMIT 1
+        FOR NO KEY UPDATE {wait})
+    RETURNING *"""
+
+
+def _item_claim(study: Study, physician: AbstractBaseUser, start: int) -> StudyItem | None:
+    """The first eligible item from start in rank order (wrapping around), claimed for the physician.
+
+    The first pass passes over items being claimed by others at this moment, so raters never queue behind one
+    another. Only when it finds nothing (the study is nearly done, or every free item is being claimed right now)
+    does a second pass wait for those claims to commit: "nothing left" is never said of an item with a free slot.
+    """
+    params = {"study": study.pk, "start": start, "physician": physician.pk}
+    for wait in ("SKIP LOCKED", ""):
+        for direction in (">=", "<"):
+            claimed = list(StudyItem.objects.raw(_CLAIM_SQL.format(direction=direction, wait=wait), params))
+            if claimed:
+                return claimed[0]
+    return None
 
 
 def assignment_next(*, study: Study, physician: AbstractBaseUser) -> Assignment | None:
@@ -326,27 +400,44 @@ def assignment_next(*, study: Study, physician: AbstractBaseUser) -> Assignment 
     Personal order: the n-th draw of a physician starts at a position hashed from (study, physician, n)
     in the items' random ranks and takes the first eligible item from there (wrapping around). This is
     random per physician, reproducible, and walks the (study, rank) index instead of sorting the pool.
-    The study row is locked while an item is chosen, so concurrent requests never give one item more
-    than k active assignments; an item a physician has seen (rated or skipped) never comes back to them.
+    Items are claimed one at a time, not under a lock of the whole study: the claim (_item_claim) locks the item's
+    row, passes over items other physicians are claiming at that moment, and counts the claim against the item's
+    k slots, so concurrent requests never give one item more than k active assignments. An item a physician has
+    seen (rated or skipped) never comes back to them.
     """
-    _check_rater(study, physician)
+    _check_rater(physician)
     with transaction.atomic():
-        locked = _lock(study)
-        if locked.state != Study.State.OPEN:
+        held = _rater_hold(study, physician)
+        if held.state != Study.State.OPEN:
             raise StudyStateError(_("The study is not open."))
-        current = (Assignment.objects.select_related("item")
-                   .filter(study=locked, physician=physician, status=Assignment.Status.ASSIGNED).first())
+        with connection.cursor() as cursor:
+            cursor.execute(_MINE_SQL, [held.pk, physician.pk])
+            draws, current = cursor.fetchone()
         if current is not None:
-            return current
-        eligible = (StudyItem.objects.filter(study=locked, active_assignments__lt=locked.overlap_k)
-                    .exclude(assignments__physician=physician).order_by("rank"))
-        start = _personal_start(locked, physician, Assignment.objects.filter(study=locked, physician=physician)
-                                .count())
-        item = eligible.filter(rank__gte=start).first() or eligible.filter(rank__lt=start).first()
+            return Assignment.objects.select_related("item").get(pk=current)
+        item = _item_claim(held, physician, _personal_start(held, physician, draws))
         if item is None:
             return None
-        StudyItem.objects.filter(pk=item.pk).update(active_assignments=F("active_assignments") + 1)
-        return Assignment.objects.create(study=locked, item=item, physician=physician)
+        return Assignment.objects.create(study_id=held.pk, item=item, physician=physician)
+
+
+# The physician's assignment of the item with this token, locked (its rating's id too, NULL before the first answer):
+# found through the unique token and the unique (item, physician).
+_ASSIGNMENT_SQL = """
+    SELECT assignment.*, rating.id AS rating_id
+    FROM review_assignment assignment
+    LEFT JOIN review_rating rating ON rating.assignment_id = assignment.id
+    WHERE assignment.item_id = (SELECT item.id FROM review_studyitem item WHERE item.token = %(token)s)
+      AND assignment.physician_id = %(physician)s AND assignment.study_id = %(study)s
+      AND assignment.status = ANY(%(statuses)s)
+    FOR NO KEY UPDATE OF assignment"""
+
+
+def _assignment_held(study: Study, physician: AbstractBaseUser, token: str,
+                     statuses: list[str]) -> Assignment | None:
+    held = Assignment.objects.raw(_ASSIGNMENT_SQL, {"study": study.pk, "physician": physician.pk, "token": token,
+                                                    "statuses": statuses})
+    return next(iter(held), None)
 
 
 def _answers_clean(study: Study, answers: dict) -> dict:
@@ -384,28 +475,26 @@ def _answers_clean(study: Study, answers: dict) -> dict:
 
 def do_submit_rating(*, study: Study, physician: AbstractBaseUser, token: str, answers: dict) -> Rating:
     """Record (or revise, until the study closes) the physician's answers for the item with this token."""
-    _check_rater(study, physician)
+    _check_rater(physician)
     with transaction.atomic():
-        locked = _lock(study)
-        if locked.state != Study.State.OPEN:
+        held = _rater_hold(study, physician)
+        if held.state != Study.State.OPEN:
             raise StudyStateError(_("The study is closed; answers can no longer change."))
-        assignment = (Assignment.objects.select_for_update()
-                      .filter(study=locked, physician=physician, item__token=token)
-                      .exclude(status=Assignment.Status.SKIPPED).first())
+        assignment = _assignment_held(held, physician, token, [Assignment.Status.ASSIGNED, Assignment.Status.DONE])
         if assignment is None:
             raise PermissionDenied(_("This item is not assigned to you."))
-        values = _answers_clean(locked, answers)
+        values = _answers_clean(held, answers)
         now = timezone.now()
-        rating = Rating.objects.filter(assignment=assignment).first()
-        if rating is None:
+        if assignment.rating_id is None:
             rating = Rating.objects.create(assignment=assignment, **values)
             assignment.status, assignment.answered_at = Assignment.Status.DONE, now
             assignment.seconds_on_item = (now - assignment.assigned_at).total_seconds()
             assignment.save(update_fields=["status", "answered_at", "seconds_on_item"])
             audit_write(actor=physician, action=AuditEvent.SUBMIT_RATING, obj=rating,
                         from_state=Assignment.Status.ASSIGNED, to_state=Assignment.Status.DONE,
-                        extra={"study": locked.pk, "item": assignment.item_id})
+                        extra={"study": held.pk, "item": assignment.item_id})
         else:
+            rating = Rating.objects.get(pk=assignment.rating_id)
             for field, value in values.items():
                 setattr(rating, field, value)
             rating.revisions += 1
@@ -417,16 +506,14 @@ def do_submit_rating(*, study: Study, physician: AbstractBaseUser, token: str, a
 
 def do_skip_item(*, study: Study, physician: AbstractBaseUser, token: str, reason: str) -> Assignment:
     """Skip the current item with a reason; it goes back to the pool for another physician."""
-    _check_rater(study, physician)
+    _check_rater(physician)
     if not reason.strip():
         raise ValidationError({"reason": _("say why you skip this note")})
     with transaction.atomic():
-        locked = _lock(study)
-        if locked.state != Study.State.OPEN:
+        held = _rater_hold(study, physician)
+        if held.state != Study.State.OPEN:
             raise StudyStateError(_("The study is closed; items can no longer be skipped."))
-        assignment = (Assignment.objects.select_for_update()
-                      .filter(study=locked, physician=physician, item__token=token,
-                              status=Assignment.Status.ASSIGNED).first())
+        assignment = _assignment_held(held, physician, token, [Assignment.Status.ASSIGNED])
         if assignment is None:
             raise PermissionDenied(_("This item is not your current item."))
         assignment.status, assignment.skip_reason = Assignment.Status.SKIPPED, reason.strip()[:500]

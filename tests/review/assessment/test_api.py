@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from review.assessment.models import Assignment, StudyItem
+from review.assessment.models import Assignment, Rating, StudyItem
 from review.assessment.services import (
     assignment_next,
     do_build_study_pool,
@@ -129,3 +129,33 @@ def test_pool_api_builds_a_pool_and_takes_failed_checks_only_when_asked(client, 
     client.defaults.pop("HTTP_AUTHORIZATION")
     physician = _token_client(client, make_user("physician"))
     assert physician.post(url, {"n_per_origin": 4, "seed": 2}, content_type="application/json").status_code == 403
+
+
+def test_the_rater_api_answers_404_for_a_study_not_open_to_the_physician(client, make_user, study):
+    """The rater calls read the study themselves under their locks (api.rater_call): a study that does not exist, that
+    does not list the physician, or that is not open is a 404 for next, submit and skip alike, as before."""
+    listed, unlisted = make_user("physician"), make_user("physician")
+    api = _token_client(client, listed)
+    token = api.get(f"/api/review/studies/{study.pk}/next/").json()["token"]
+    study.physicians.add(listed)  # the study now has a rater list, without `unlisted`
+    calls = (("next", None), ("submit", {"token": token, "answers": ANSWERS}), ("skip", {"token": token,
+                                                                                        "reason": "unreadable"}))
+
+    def answers(user, study_id: int) -> list[tuple[int, str]]:
+        client.defaults.pop("HTTP_AUTHORIZATION", None)
+        api = _token_client(client, user)
+        result = []
+        for name, payload in calls:
+            url = f"/api/review/studies/{study_id}/{name}/"
+            response = api.get(url) if payload is None else api.post(url, payload, content_type="application/json")
+            result.append((response.status_code, response.json()["detail"]))
+        return result
+
+    assert answers(unlisted, study.pk) == [(404, f"No open study {study.pk} for you to rate.")] * 3
+    assert answers(listed, study.pk + 1000) == [(404, f"No open study {study.pk + 1000} for you to rate.")] * 3
+    assert not Assignment.objects.filter(physician=unlisted).exists()
+    do_close_study(actor=study.curator, study=study)
+    closed = answers(listed, study.pk)
+    assert [status for status, _detail in closed] == [404] * 3
+    assert "not open" in closed[0][1] and "closed" in closed[1][1] and "closed" in closed[2][1]
+    assert not Rating.objects.filter(assignment__physician=listed).exists()
