@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from psycopg.types.json import Jsonb
 
 from generation.models import Note
 from medsyn_site.core.audit import audit_write
@@ -364,8 +365,11 @@ _MINE_SQL = """
 # Claim the first eligible item from a rank onwards (or before it, for the wrap-around): one the physician has not
 # seen and with a free slot. The claim counter rises under the item's row lock, which the claim holds to its commit;
 # the check constraint study_item_claims_within_k refuses a claim past k whatever happens. {wait} is SKIP LOCKED
-# (pass over an item someone else is claiming at this very moment) or empty (wait for that claim to commit).
+# (pass over an item someone else is claiming at this very moment) or empty (wait for that claim to commit). The same
+# statement makes the physician's assignment of the item (its constraints refuse a second one of the item, or a second
+# current item), and answers the item with the assignment's id and time.
 _CLAIM_SQL = """
+    WITH claimed AS (
     UPDATE review_studyitem SET active_assignments = active_assignments + 1
     WHERE id = (
         SELECT item.id FROM review_studyitem item
@@ -375,22 +379,33 @@ _CLAIM_SQL = """
         ORDER BY item.rank
         LIMIT 1
         FOR NO KEY UPDATE {wait})
-    RETURNING *"""
+    RETURNING *),
+    assigned AS (
+        INSERT INTO review_assignment (study_id, item_id, physician_id, status, skip_reason, assigned_at)
+        SELECT claimed.study_id, claimed.id, %(physician)s, 'assigned', '', %(now)s FROM claimed
+        RETURNING id AS assignment_id, item_id, assigned_at)
+    SELECT claimed.*, assigned.assignment_id, assigned.assigned_at
+    FROM claimed JOIN assigned ON assigned.item_id = claimed.id"""
 
 
-def _item_claim(study: Study, physician: AbstractBaseUser, start: int) -> StudyItem | None:
-    """The first eligible item from start in rank order (wrapping around), claimed for the physician.
+def _item_claim(study: Study, physician: AbstractBaseUser, start: int) -> Assignment | None:
+    """The physician's assignment of the first eligible item from start in rank order (wrapping around), claimed.
 
     The first pass passes over items being claimed by others at this moment, so raters never queue behind one
     another. Only when it finds nothing (the study is nearly done, or every free item is being claimed right now)
     does a second pass wait for those claims to commit: "nothing left" is never said of an item with a free slot.
     """
-    params = {"study": study.pk, "start": start, "physician": physician.pk}
+    params = {"study": study.pk, "start": start, "physician": physician.pk, "now": timezone.now()}
     for wait in ("SKIP LOCKED", ""):
         for direction in (">=", "<"):
-            claimed = list(StudyItem.objects.raw(_CLAIM_SQL.format(direction=direction, wait=wait), params))
-            if claimed:
-                return claimed[0]
+            claimed = next(iter(StudyItem.objects.raw(_CLAIM_SQL.format(direction=direction, wait=wait), params)),
+                           None)
+            if claimed is not None:
+                assignment = Assignment(id=claimed.assignment_id, study_id=study.pk, item=claimed,
+                                        physician=physician, status=Assignment.Status.ASSIGNED,
+                                        assigned_at=claimed.assigned_at)
+                assignment._state.adding, assignment._state.db = False, claimed._state.db  # as read from the database
+                return assignment
     return None
 
 
@@ -415,10 +430,7 @@ def assignment_next(*, study: Study, physician: AbstractBaseUser) -> Assignment 
             draws, current = cursor.fetchone()
         if current is not None:
             return Assignment.objects.select_related("item").get(pk=current)
-        item = _item_claim(held, physician, _personal_start(held, physician, draws))
-        if item is None:
-            return None
-        return Assignment.objects.create(study_id=held.pk, item=item, physician=physician)
+        return _item_claim(held, physician, _personal_start(held, physician, draws))
 
 
 # The physician's assignment of the item with this token, locked (its rating's id too, NULL before the first answer):
@@ -473,6 +485,30 @@ def _answers_clean(study: Study, answers: dict) -> dict:
             "comment": comment}
 
 
+# A first answer: the rating stored and the assignment done, in one statement.
+_RATING_FIRST_SQL = """
+    WITH done AS (
+        UPDATE review_assignment SET status = %(status)s, answered_at = %(now)s, seconds_on_item = %(seconds)s
+        WHERE id = %(assignment)s)
+    INSERT INTO review_rating (assignment_id, judged_synthetic, confidence, likert, comment, revisions, updated_at)
+    VALUES (%(assignment)s, %(judged_synthetic)s, %(confidence)s, %(likert)s, %(comment)s, 0, %(now)s)
+    RETURNING id"""
+
+
+def _rating_first(assignment: Assignment, values: dict, now) -> Rating:
+    """Store the first rating of the assignment (already marked done, answered_at and seconds_on_item set on it) and
+    write the assignment's new state, in one round trip: the rater's submit is the service's busiest write."""
+    with connection.cursor() as cursor:
+        cursor.execute(_RATING_FIRST_SQL, {
+            "status": assignment.status, "now": now, "seconds": assignment.seconds_on_item,
+            "assignment": assignment.pk, "judged_synthetic": values["judged_synthetic"],
+            "confidence": values["confidence"], "likert": Jsonb(values["likert"]), "comment": values["comment"]})
+        (rating_id,) = cursor.fetchone()
+    rating = Rating(id=rating_id, assignment=assignment, revisions=0, updated_at=now, **values)
+    rating._state.adding, rating._state.db = False, connection.alias  # as read from the database
+    return rating
+
+
 def do_submit_rating(*, study: Study, physician: AbstractBaseUser, token: str, answers: dict) -> Rating:
     """Record (or revise, until the study closes) the physician's answers for the item with this token."""
     _check_rater(physician)
@@ -486,10 +522,9 @@ def do_submit_rating(*, study: Study, physician: AbstractBaseUser, token: str, a
         values = _answers_clean(held, answers)
         now = timezone.now()
         if assignment.rating_id is None:
-            rating = Rating.objects.create(assignment=assignment, **values)
             assignment.status, assignment.answered_at = Assignment.Status.DONE, now
             assignment.seconds_on_item = (now - assignment.assigned_at).total_seconds()
-            assignment.save(update_fields=["status", "answered_at", "seconds_on_item"])
+            rating = _rating_first(assignment, values, now)
             audit_write(actor=physician, action=AuditEvent.SUBMIT_RATING, obj=rating,
                         from_state=Assignment.Status.ASSIGNED, to_state=Assignment.Status.DONE,
                         extra={"study": held.pk, "item": assignment.item_id})
