@@ -144,8 +144,10 @@ def main() -> None:
     config = ModelConfig.objects.create(name="fleet-bench", backend=ModelConfig.Backend.OPENAI, api_model="fake",
                                         base_url=server.url, concurrency=args.concurrency, max_retries=1,
                                         timeout_seconds=30)
+    from generation.jobs import chunk_size_for
+
     print(f"one job of {args.items} items, {args.latency * 1000:.0f} ms per request, {args.concurrency} requests in "
-          f"flight per worker (chunks of {args.concurrency}), on {os.cpu_count()} cores")
+          f"flight per worker (chunks of {chunk_size_for(config)} items), on {os.cpu_count()} cores")
     print(f"{'workers':>8} {'seconds':>8} {'items/s':>8} {'ratio':>6}  chunks per host")
     base = None
     for count in (int(value) for value in args.workers.split(",")):
