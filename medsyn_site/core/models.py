@@ -79,10 +79,6 @@ class AuditRecord(models.Model):
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}#{self.object_id}"
 
-    @property
-    def event_label(self) -> str:
-        return str(AuditEvent(self.action).label) if self.action in AuditEvent.values else self.action
-
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
