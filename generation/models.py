@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -422,9 +424,15 @@ class NoteImportJob(UploadJob):
 
         task_send(run_note_import, args=[self.pk], queue="default")
 
-    @property
-    def source_file(self) -> Path:
-        return Path(self.upload.path) if self.upload else Path(self.file_path)
+    @contextmanager
+    def source_local(self) -> Iterator[Path]:
+        """The file to import as a local path: the upload (from the shared storage), or the file an import command
+        named on this server."""
+        if self.upload:
+            with self.upload_local() as path:
+                yield path
+        else:
+            yield Path(self.file_path)
 
 
 class NoteVersion(models.Model):

@@ -22,6 +22,7 @@ from medsyn_site.core.models import AuditEvent, JobStatus
 from medsyn_site.core.progress import Progress, ProgressRecorder
 from medsyn_site.core.rumedbench import rumedtop3_rows
 from medsyn_site.core.spreadsheet import csv_cell_restore
+from medsyn_site.core.storage import storage_errors
 from medsyn_site.core.text import content_hash
 from medsyn_site.core.textfile import csv_records, text_read
 from medsyn_site.modelcache import EMBEDDED_MODELS
@@ -257,12 +258,12 @@ def do_import_notes(*, job: NoteImportJob, progress: Progress | None = None) -> 
     if not job.mark_running():
         return None
     try:
-        with ProgressRecorder(job, also=progress) as recorder, transaction.atomic():
+        with ProgressRecorder(job, also=progress) as recorder, job.source_local() as path, transaction.atomic():
             if job.kind == NoteImportJob.Kind.RUMEDTOP3:
-                counts = real_notes_import(path=job.source_file, split=job.split, source_dataset=job.source_dataset,
+                counts = real_notes_import(path=path, split=job.split, source_dataset=job.source_dataset,
                                            progress=recorder, actor=job.created_by)
             else:
-                counts = medsyn_csv_import(path=job.source_file, source_dataset=job.source_dataset, progress=recorder)
+                counts = medsyn_csv_import(path=path, source_dataset=job.source_dataset, progress=recorder)
             # The last progress write is behind us: the job row is this transaction's from here on.
             if not job.mark_finished(JobStatus.DONE, created=counts.created, skipped=counts.skipped,
                                      progress_done=counts.total, progress_total=counts.total):
@@ -288,9 +289,10 @@ def note_import_upload(*, kind: str, split: str, upload: UploadedFile, actor: Ab
     """An uploaded notes file as an import job, sent to the "default" worker queue once it is committed."""
 
     broker_require()  # before the upload is stored: a broker that is down leaves no file and no queued job
-    job = NoteImportJob.objects.create(kind=kind, split=split if kind == NoteImportJob.Kind.RUMEDTOP3 else "",
-                                       source_dataset=SOURCE_DATASETS[kind], upload=upload,
-                                       original_name=upload.name[:255], created_by=actor)
+    with storage_errors("could not store the uploaded file"):  # a bucket that is down: 503, nothing kept
+        job = NoteImportJob.objects.create(kind=kind, split=split if kind == NoteImportJob.Kind.RUMEDTOP3 else "",
+                                           source_dataset=SOURCE_DATASETS[kind], upload=upload,
+                                           original_name=upload.name[:255], created_by=actor)
     job_send_on_commit(job)
     return job
 

@@ -20,6 +20,7 @@ from medsyn_site.core.errors import InputError
 from medsyn_site.core.jobs import broker_require, job_send_on_commit
 from medsyn_site.core.models import AuditEvent
 from medsyn_site.core.progress import Progress
+from medsyn_site.core.storage import storage_errors
 
 from .models import GraphVersion, ImportJob
 from .payload import GraphPayload, graph_counts, graph_rows_export, payload_write
@@ -181,7 +182,8 @@ def graph_export(path: Path, *, store: GraphStore | None = None) -> int:
 def do_start_graph_import(*, actor: AbstractBaseUser, kind: str, upload: UploadedFile) -> ImportJob:
     """Store an uploaded file as an import job (audited) and queue it once the job is committed."""
     broker_require()  # before the upload is stored: a broker that is down leaves no file and no queued job
-    job = ImportJob.objects.create(created_by=actor, kind=kind, upload=upload, original_name=upload.name[:255])
+    with storage_errors("could not store the uploaded file"):  # a bucket that is down: 503, nothing kept
+        job = ImportJob.objects.create(created_by=actor, kind=kind, upload=upload, original_name=upload.name[:255])
     audit_write(actor=actor, action=AuditEvent.IMPORT_GRAPH, obj=job, to_state=job.status,
                 extra={"kind": kind, "file": job.original_name})
     job_send_on_commit(job)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from celery import shared_task
 
 from medsyn_site.core.errors import InputError
@@ -23,16 +21,11 @@ def import_job_execute(job: ImportJob) -> None:
 
     if not job.mark_running():
         return
-    path, name = Path(job.upload.path), job.original_name
-    if job.kind == ImportJob.Kind.GENERIC:
-        def parse():
-            return generic_payload(path, name=name)
-    else:
-        def parse():
-            return icd10_ru_payload(path, name=name)
+    name = job.original_name
+    payload = generic_payload if job.kind == ImportJob.Kind.GENERIC else icd10_ru_payload
     try:
-        with ProgressRecorder(job) as progress:
-            outcome = graph_import(source=f"upload:{job.kind}", files=[path], parse=parse,
+        with job.upload_local() as path, ProgressRecorder(job) as progress:
+            outcome = graph_import(source=f"upload:{job.kind}", files=[path], parse=lambda: payload(path, name=name),
                                    check_endpoints=job.kind == ImportJob.Kind.GENERIC, progress=progress)
     except InputError as error:
         error.source = name  # problems of the file, named as it was uploaded (not as stored)

@@ -29,7 +29,7 @@ def component_down(exception: Exception) -> tuple[str, str] | None:
     if isinstance(exception, BrokerUnavailable):
         return "broker", _("The task queue (broker) is unavailable, so no background job can start.")
     if isinstance(exception, StorageUnavailable):
-        return "storage", _("The shared storage of releases and adapters is unavailable.")
+        return "storage", _("The shared storage of releases, adapters and uploads is unavailable.")
     return None
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import models
@@ -180,6 +183,15 @@ class UploadJob(BackgroundJob):
 
     class Meta(BackgroundJob.Meta):  # BackgroundJob's ordering too
         abstract = True
+
+    @contextmanager
+    def upload_local(self) -> Iterator[Path]:
+        """The uploaded file as a local path for the import to read, on whichever host runs it (core.storage.file_local:
+        the file itself in a folder, or a temporary copy from the bucket)."""
+        from .storage import file_local
+
+        with file_local(self.upload.storage, self.upload.name) as path:
+            yield path
 
     def upload_delete(self) -> None:
         if self.upload:

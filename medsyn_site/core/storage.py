@@ -1,10 +1,13 @@
-"""Shared storage of dataset releases and LoRA adapters, so web and worker hosts on different machines see the same
-files: two Django storages (STORAGES aliases "releases" and "adapters") chosen by MEDSYN_STORAGE_URL.
+"""Shared storage of dataset releases, LoRA adapters and uploaded import files, so web and worker hosts on different
+machines see the same files: Django storages (STORAGES aliases "releases", "adapters" and "default", the storage of
+every FileField: the uploads) chosen by MEDSYN_STORAGE_URL.
 
-- unset: folders on this machine, as `make up` always had them (settings.RELEASES_DIR, var/releases, and
-  settings.ADAPTERS_DIR, the adapters folder of the model cache);
-- file:///path: a folder every host mounts (NFS, CephFS...): path/releases and path/adapters;
-- s3://bucket/prefix: an S3-compatible bucket (django-storages' S3 backend): prefix/releases and prefix/adapters;
+- unset: folders on this machine, as `make up` always had them (settings.RELEASES_DIR, var/releases,
+  settings.ADAPTERS_DIR, the adapters folder of the model cache, and settings.MEDIA_ROOT, var/media);
+- file:///path: a folder every host mounts (NFS, CephFS...): path/releases, path/adapters and path/uploads (the
+  settings' MEDIA_ROOT);
+- s3://bucket/prefix: an S3-compatible bucket (django-storages' S3 backend): prefix/releases, prefix/adapters and
+  prefix/uploads;
   MEDSYN_S3_ENDPOINT_URL for MinIO, Ceph or any other S3-compatible server (path-style addressing then),
   MEDSYN_S3_REGION, and the credentials from boto3's usual places (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a
   profile, an instance role).
@@ -46,6 +49,8 @@ from medsyn_site.env import ConfigError
 
 RELEASES = "releases"
 ADAPTERS = "adapters"
+UPLOADS = "default"  # Django's default storage: every FileField's (the uploaded import files)
+UPLOADS_FOLDER = "uploads"  # its folder in a shared folder or bucket
 MANIFEST = "MANIFEST.json"
 ADDRESS_DIGITS = 16  # of the manifest's SHA-256 in an addressed folder's name
 COPY_CHUNK = 1024 * 1024
@@ -106,8 +111,8 @@ def shared_storage_from_url(variable: str, url: str, *, endpoint_url: str = "", 
             options["region_name"] = region
         return SharedStorage(folder=None, storages={
             alias: {"BACKEND": "storages.backends.s3.S3Storage",
-                    "OPTIONS": {**options, "location": posixpath.join(prefix, alias) if prefix else alias}}
-            for alias in (RELEASES, ADAPTERS)})
+                    "OPTIONS": {**options, "location": posixpath.join(prefix, folder) if prefix else folder}}
+            for alias, folder in ((RELEASES, RELEASES), (ADAPTERS, ADAPTERS), (UPLOADS, UPLOADS_FOLDER))})
     raise ConfigError(variable, f"expected file:///path or s3://bucket/prefix, got {url!r}", S3_EXAMPLE)
 
 
@@ -162,8 +167,9 @@ def storage_where(storage: Storage, name: str = "") -> str:
 
 
 @contextmanager
-def _object_errors(what: str) -> Iterator[None]:
-    """botocore's errors as FileNotFoundError (no such object) or StorageUnavailable (anything else)."""
+def storage_errors(what: str) -> Iterator[None]:
+    """botocore's errors as FileNotFoundError (no such object) or StorageUnavailable (anything else), `what` saying
+    what was being done; a folder storage's own errors pass unchanged."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -195,7 +201,7 @@ def storage_check(storage: Storage) -> str:
         return str(folder_location(storage))
     where = storage_where(storage)
     try:
-        with _object_errors(where):
+        with storage_errors(where):
             if hasattr(storage, "bucket_name"):  # django-storages' S3Storage: one request, however full the bucket
                 storage.connection.meta.client.head_bucket(Bucket=storage.bucket_name)
             else:
@@ -318,7 +324,7 @@ def folder_publish(storage: Storage, local: Path, name: str, paths: list[str], *
 
 
 def _file_put(storage: Storage, source: Path, name: str) -> None:
-    with _object_errors(f"could not store {storage_where(storage, name)}"), source.open("rb") as handle:
+    with storage_errors(f"could not store {storage_where(storage, name)}"), source.open("rb") as handle:
         stored = storage.save(name, File(handle, name=source.name))
     if stored != name:
         raise StorageUnavailable(f"{storage_where(storage, name)}: the storage kept it as {stored!r} instead")
@@ -329,10 +335,27 @@ def file_stream(storage: Storage, name: str) -> BinaryIO:
     downloaded whole first, as storage.open would). FileNotFoundError when it is not there."""
     if is_folder(storage):
         return Path(storage.path(name)).open("rb")
-    with _object_errors(f"could not read {storage_where(storage, name)}"):
+    with storage_errors(f"could not read {storage_where(storage, name)}"):
         if hasattr(storage, "bucket"):  # django-storages' S3Storage
             return storage.bucket.Object(_object_key(storage, name)).get()["Body"]
         return storage.open(name, "rb")
+
+
+@contextmanager
+def file_local(storage: Storage, name: str) -> Iterator[Path]:
+    """A stored file as a local path to read (an import reads its upload so): the file itself in a folder storage,
+    else a temporary copy downloaded from the bucket, deleted when the block ends. FileNotFoundError when it is not
+    stored, StorageUnavailable when the storage cannot be reached."""
+    if is_folder(storage):
+        path = Path(storage.path(name))
+        if not path.is_file():
+            raise FileNotFoundError(f"{storage_where(storage, name)}: no such file")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="medsyn-stored-") as work:
+        target = Path(work) / PurePosixPath(name).name
+        file_fetch(storage, name, target)
+        yield target
 
 
 def file_fetch(storage: Storage, name: str, target: Path) -> StoredFile:
@@ -341,7 +364,7 @@ def file_fetch(storage: Storage, name: str, target: Path) -> StoredFile:
     target.parent.mkdir(parents=True, exist_ok=True)
     stream = file_stream(storage, name)
     try:
-        with target.open("wb") as out, _object_errors(f"could not read {storage_where(storage, name)}"):
+        with target.open("wb") as out, storage_errors(f"could not read {storage_where(storage, name)}"):
             while chunk := stream.read(COPY_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)

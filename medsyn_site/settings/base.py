@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.utils.translation import gettext_lazy as _
 
-from medsyn_site.core.storage import shared_storage_from_url
+from medsyn_site.core.storage import UPLOADS_FOLDER, shared_storage_from_url
 from medsyn_site.env import (
     ConfigError,
     broker_from_url,
@@ -164,9 +164,10 @@ SHARED_STORAGE = shared_storage_from_url(
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    **SHARED_STORAGE.storages,  # "releases" and "adapters"
+    **SHARED_STORAGE.storages,  # "releases" and "adapters", and "default" (uploads) in a bucket
 }
-MEDIA_ROOT = VAR_DIR / "media"
+# Uploaded import files (the "default" storage: a folder unless MEDSYN_STORAGE_URL names a bucket).
+MEDIA_ROOT = SHARED_STORAGE.folder / UPLOADS_FOLDER if SHARED_STORAGE.folder else VAR_DIR / "media"
 # Exported dataset releases, one folder per release (review.releases), when they are stored in folders.
 RELEASES_DIR = (SHARED_STORAGE.folder or VAR_DIR) / "releases"
 # Fine-tuned LoRA adapters, one folder each, when they are stored in folders: by default the adapters folder of the

@@ -10,8 +10,7 @@ HEALTH_CACHE_SECONDS = 0
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "100000/minute", "user": "100000/minute",
                                                                "token": "100000/minute"}}
 STORAGES = {
-    **STORAGES,  # noqa: F405 - "releases" and "adapters" as MEDSYN_STORAGE_URL says
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    **STORAGES,  # noqa: F405 - "default" (uploads), "releases" and "adapters" as MEDSYN_STORAGE_URL says
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.medsyn_site.core.s3_server import s3, s3_bucket, s3_server  # noqa: F401 - the S3 server of test_storage
+
 DATA_DIR = Path(__file__).parent / "data"
 
 

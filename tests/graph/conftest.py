@@ -13,6 +13,7 @@ from django.conf import settings as django_settings
 
 from graph.payload import GraphPayload
 from graph.store import store_for
+from tests.medsyn_site.core.s3_server import s3, s3_bucket, s3_server  # noqa: F401 - the S3 server of test_storage
 
 SMALL_CHAPTERS = {"X", "XVIII"}  # respiratory system; symptoms and signs
 

@@ -115,7 +115,8 @@ def test_the_settings_read_the_storage_url(monkeypatch, tmp_path):
 
 
 def test_every_settings_module_keeps_the_shared_storages(settings, monkeypatch):
-    """test and production redefine STORAGES for static files: releases and adapters stay (the suite runs on test)."""
+    """test and production redefine STORAGES for static files: uploads, releases and adapters stay (the suite runs on
+    test)."""
     assert {"default", "staticfiles", "releases", "adapters"} <= set(settings.STORAGES)
     from medsyn_site.settings import base
 
@@ -123,8 +124,8 @@ def test_every_settings_module_keeps_the_shared_storages(settings, monkeypatch):
     monkeypatch.setattr(base, "ALLOWED_HOSTS", ["medsyn.example.org"])
     production = runpy.run_module("medsyn_site.settings.production")["STORAGES"]
     assert production["staticfiles"]["BACKEND"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
-    assert (production["releases"], production["adapters"]) == (settings.STORAGES["releases"],
-                                                                  settings.STORAGES["adapters"])
+    assert {alias: production[alias] for alias in ("default", "releases", "adapters")} == {
+        alias: settings.STORAGES[alias] for alias in ("default", "releases", "adapters")}
 
 
 def test_a_shared_folder_that_is_not_mounted_is_unavailable_not_made(settings, tmp_path):
