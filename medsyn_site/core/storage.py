@@ -76,9 +76,12 @@ class SharedStorage:
 
 
 def _folder_storages(root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Folder storages of releases and adapters; in a shared folder (root), the uploads' too (settings.MEDIA_ROOT
+    is root/uploads then), so that an upload never lands on this host's disk when the share is not mounted."""
     shared = {"root": str(root)} if root else {}
+    folders = [(RELEASES, "RELEASES_DIR"), (ADAPTERS, "ADAPTERS_DIR")] + ([(UPLOADS, "MEDIA_ROOT")] if root else [])
     return {alias: {"BACKEND": "medsyn_site.core.storage.FolderStorage", "OPTIONS": {"setting": setting, **shared}}
-            for alias, setting in ((RELEASES, "RELEASES_DIR"), (ADAPTERS, "ADAPTERS_DIR"))}
+            for alias, setting in folders}
 
 
 def shared_storage_from_url(variable: str, url: str, *, endpoint_url: str = "", region: str = "") -> SharedStorage:
@@ -133,6 +136,10 @@ class FolderStorage(FileSystemStorage):
     @property
     def location(self) -> str:
         return os.path.abspath(self.base_location)
+
+    def _save(self, name: str, content: File) -> str:
+        folder_location(self)  # a shared folder that is not mounted: StorageUnavailable, nothing written here
+        return super()._save(name, content)
 
 
 def storage_for(alias: str) -> Storage:

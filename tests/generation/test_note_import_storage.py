@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from generation.models import Note, NoteImportJob
 from generation.tasks import run_note_import
+from medsyn_site.core.storage import shared_storage_from_url
 from tests.medsyn_site.core.s3_server import storages_use
 
 from .factories import rumedtop3_lines
@@ -56,3 +57,22 @@ def test_an_upload_while_the_bucket_is_unreachable_is_a_503_and_keeps_no_job(cli
     client.force_login(make_user("admin"))
     response = _upload(client, rumedtop3_lines(2))
     assert response.status_code == 503 and not NoteImportJob.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_uploads_in_a_shared_folder_and_none_on_this_hosts_disk_when_it_is_not_mounted(client, make_user, settings,
+                                                                                         monkeypatch, tmp_path):
+    mount = tmp_path / "nfs"
+    settings.STORAGES = {**settings.STORAGES, **shared_storage_from_url("MEDSYN_STORAGE_URL", f"file://{mount}").storages}
+    settings.MEDIA_ROOT = mount / "uploads"  # what the settings make of a file:// URL
+    monkeypatch.setattr(NoteImportJob, "task_send", lambda job: None)
+    client.force_login(make_user("admin"))
+    assert _upload(client, rumedtop3_lines(2)).status_code == 503  # not mounted
+    assert not mount.exists() and not NoteImportJob.objects.exists()
+    mount.mkdir()
+    assert _upload(client, rumedtop3_lines(2)).status_code == 302
+    job = NoteImportJob.objects.get()
+    assert (mount / "uploads" / job.upload.name).is_file()
+    run_note_import(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.created) == ("done", 2), job.error
