@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from medsyn_site.core.chunks import job_label
 from medsyn_site.core.models import ChunkStatus, JobChunk
@@ -43,7 +44,18 @@ def test_the_hosts_line_is_in_russian_for_a_russian_reader(client, make_user, db
     client.force_login(make_user("curator"))
     scan = ScanJob.objects.create(kind=ScanJob.Kind.MEMORISATION, status="running")
     chunks_on_two_hosts(scan)
-    html = client.get(reverse("curation:scan_status", args=[scan.pk]), HTTP_HX_REQUEST="true",
-                      HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    with translation.override("en"):  # the request activates Russian in this thread; later tests read English
+        html = client.get(reverse("curation:scan_status", args=[scan.pk]), HTTP_HX_REQUEST="true",
+                          HTTP_ACCEPT_LANGUAGE="ru").content.decode()
     line = hosts_line(html, "scan-hosts")
     assert "Воркеры" in line and "Workers" not in line and "gpu-a@host-one" in line
+
+
+def test_chunks_a_command_ran_itself_are_named_by_its_machine(client, make_user, db):
+    client.force_login(make_user("curator"))
+    scan = ScanJob.objects.create(kind=ScanJob.Kind.DUPLICATES, status="running")
+    JobChunk.objects.create(job_model=job_label(scan), job_id=scan.pk, index=0, first=0, end=10,
+                            status=ChunkStatus.DONE, worker="inline curation-box:4242")
+    line = hosts_line(client.get(reverse("curation:scan_status", args=[scan.pk]), HTTP_HX_REQUEST="true")
+                      .content.decode(), "scan-hosts")
+    assert "curation-box (run by a command, not a worker) (1 chunks done, 0 running)" in line and "4242" not in line
