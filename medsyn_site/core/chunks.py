@@ -12,7 +12,8 @@ The job's own task (the coordinator) marks it running, prepares its units, then 
 rows (JobChunk, units [first, end) of `size`) are made once, and each chunk that still has a unit to do is sent as
 one task, core.run_chunk, on the job's queue. The coordinator then returns; the job stays running, with no worker of
 its own, until the chunk that completes it last calls chunks_finish. Outside a worker (a management command, the
-demo, a test) the chunks run one after another in the same process.
+demo, a test) the chunks run one after another in the same process, reserved for it ("inline <hostname>:<pid>"): the
+sweep leaves them while that process runs and sends them to the workers once it is gone.
 
 A chunk is taken under its row lock by one worker at a time (chunk_run), which records its identity on it
 ("<hostname> <boot id>", core.jobs). What can go wrong, and what happens:
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -64,6 +67,29 @@ class ChunkedJob(Protocol):
     def chunks_finish(self) -> None: ...
 
 
+INLINE = "inline"  # the worker of a chunk a process without a worker runs itself: "inline <hostname>:<pid>"
+
+
+def inline_identity() -> str:
+    """This process as the runner of the chunks it runs itself (a management command, the demo, a test)."""
+    return f"{INLINE} {socket.gethostname()}:{os.getpid()}"
+
+
+def _inline_alive(identity: str) -> bool:
+    """Whether the process "inline <hostname>:<pid>" still runs: known on its own host; elsewhere it counts as alive
+    (a worker on another host cannot tell, and must not take the process's chunks)."""
+    host, _colon, pid = identity.partition(" ")[2].rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
 def job_label(job: BackgroundJob | type[BackgroundJob]) -> str:
     return job._meta.label_lower
 
@@ -84,11 +110,14 @@ def job_chunks(job: BackgroundJob) -> models.QuerySet[JobChunk]:
 
 
 def chunks_by_host(job: BackgroundJob) -> list[dict[str, Any]]:
-    """Who ran the job's chunks: per Celery hostname, the chunks done and running and the units they hold."""
+    """Who ran the job's chunks: per Celery hostname (or, for a process that ran them itself, its machine's name with
+    inline True), the chunks done and running and the units they hold."""
     hosts: dict[str, dict[str, Any]] = {}
     rows = job_chunks(job).exclude(worker="").values_list("worker", "status", "first", "end")
     for worker, status, first, end in rows:
-        host = hosts.setdefault(worker.partition(" ")[0], {"done": 0, "running": 0, "units": 0})
+        inline = worker.startswith(f"{INLINE} ")
+        name = worker.partition(" ")[2].rpartition(":")[0] if inline else worker.partition(" ")[0]
+        host = hosts.setdefault(name, {"done": 0, "running": 0, "units": 0, "inline": inline})
         host[status] = host.get(status, 0) + 1
         host["units"] += end - first
     return [{"host": name, **counts} for name, counts in sorted(hosts.items())]
@@ -118,8 +147,10 @@ def chunks_dispatch(job: BackgroundJob, *, end: int, size: int, pending: Iterabl
         to_send = [chunks[position] for position in sorted(wanted)
                    if not (chunks[position].status == ChunkStatus.RUNNING and worker_alive(chunks[position].worker))]
         now = timezone.now()
+        # Chunks this process runs itself are reserved for it (the sweep leaves them while it lives).
+        runner = "" if worker_identity() else inline_identity()
         JobChunk.objects.filter(pk__in=[chunk.pk for chunk in to_send]).update(
-            status=ChunkStatus.QUEUED, worker="", sent_at=now, finished_at=None, updated_at=now)
+            status=ChunkStatus.QUEUED, worker=runner, sent_at=now, finished_at=None, updated_at=now)
         idle = [chunk.pk for position, chunk in enumerate(chunks)
                 if position not in wanted and chunk.status != ChunkStatus.DONE]
         JobChunk.objects.filter(pk__in=idle).update(status=ChunkStatus.DONE, finished_at=now, updated_at=now)
@@ -155,7 +186,8 @@ def chunk_run(label: str, job_id: int, index: int) -> None:
     from .jobs import worker_identity
 
     model = apps.get_model(label)
-    identity = worker_identity()
+    worker = worker_identity()
+    identity = worker or inline_identity()
     with transaction.atomic():
         chunk = JobChunk.objects.select_for_update().filter(job_model=label, job_id=job_id, index=index).first()
         if chunk is None or chunk.status == ChunkStatus.DONE:
@@ -166,7 +198,7 @@ def chunk_run(label: str, job_id: int, index: int) -> None:
         if job is None or job.status != JobStatus.RUNNING:
             return  # cancelled or finished: the chunk waits for a resume
         requirements = job.chunk_requirements()
-        reason = requirements_unmet(requirements, capabilities_local()) if identity and requirements else None
+        reason = requirements_unmet(requirements, capabilities_local()) if worker and requirements else None
         if reason is None:
             chunk.status, chunk.worker, chunk.attempts = ChunkStatus.RUNNING, identity, chunk.attempts + 1
             chunk.started_at = timezone.now()
@@ -211,6 +243,8 @@ def worker_alive(identity: str, client: redis.Redis | None = None, boots: dict[s
 
     if not identity:
         return False
+    if identity.startswith(f"{INLINE} "):
+        return _inline_alive(identity)
     hostname, _space, boot = identity.partition(" ")
     try:
         client = client or heartbeat_client()
@@ -249,9 +283,9 @@ def chunks_stalled_requeue(client: redis.Redis) -> list[tuple[str, int, int]]:
         if job is None:
             continue
         for chunk in JobChunk.objects.filter(job_model=label, job_id=job_id).exclude(status=ChunkStatus.DONE):
-            if chunk.status == ChunkStatus.RUNNING:
+            if chunk.status == ChunkStatus.RUNNING or chunk.worker.startswith(f"{INLINE} "):
                 if worker_alive(chunk.worker, client, boots):
-                    continue
+                    continue  # running on a live worker, or reserved by a live process that runs it itself
             else:
                 if chunk.sent_at is not None and chunk.sent_at > lost_before:
                     continue

@@ -4,6 +4,9 @@ capability check, and one model load per process for all the chunks of a job."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+
 import pytest
 from django.utils import timezone
 
@@ -132,6 +135,36 @@ def test_the_sweep_sends_again_a_dead_workers_chunk_and_a_lost_message(tiny_grap
     chunks_of(job).update(sent_at=long_ago)
     monkeypatch.setattr(core_chunks, "queue_length", lambda client, queue: 5)
     assert chunks_stalled_requeue(redis_store) == []
+
+
+def test_the_sweep_leaves_the_chunks_a_live_process_runs_itself_and_sends_a_dead_ones(
+        tiny_graph, real_notes, baseline, redis_store, monkeypatch):
+    """A management command (or the demo, or a test) runs its job's chunks itself: they are reserved for it
+    ("inline <host>:<pid>"), and a worker's sweep must not send them to the workers while it runs; once it is gone,
+    they are sent. Seen in the suite: a sweep re-ran a chunk a test was about to run in-process."""
+    job = do_create_job(request=PlanRequest(categories=["J06"], budget=6, allocation="uniform", seed=7),
+                        model_config=baseline, actor=None, enqueue=False)
+    job.mark_running()
+    JobChunk.objects.bulk_create([JobChunk(job_model="generation.generationjob", job_id=job.pk, index=index,
+                                           first=first, end=end)
+                                  for index, (first, end) in enumerate(chunk_ranges(6, 3))])
+    long_ago = timezone.now() - timezone.timedelta(hours=1)
+    me = core_chunks.inline_identity()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs on this host
+    dead = f"{core_chunks.INLINE} {socket.gethostname()}:{gone.pid}"
+    elsewhere = f"{core_chunks.INLINE} another-host:{gone.pid}"
+    chunks_of(job).filter(index=0).update(status=ChunkStatus.QUEUED, worker=me, sent_at=long_ago)
+    chunks_of(job).filter(index=1).update(status=ChunkStatus.RUNNING, worker=dead, sent_at=long_ago)
+    assert worker_alive(me) and not worker_alive(dead) and worker_alive(elsewhere)
+    published = []
+    monkeypatch.setattr(core_chunks, "chunk_send", lambda job, index: published.append(index))
+    monkeypatch.setattr(core_chunks, "queue_length", lambda client, queue: 0)  # the queue is empty
+    assert [index for _label, _job, index in chunks_stalled_requeue(redis_store)] == [1] == published
+    assert list(chunks_of(job).values_list("status", "worker")) == [("queued", me), ("queued", "")]
+    # run in this process, a chunk is taken by it, whatever the sweep does meanwhile
+    chunk_run("generation.generationjob", job.pk, 0)
+    assert chunks_of(job).get(index=0).status == ChunkStatus.DONE and chunks_of(job).get(index=0).attempts == 1
 
 
 def test_queue_length_reads_the_broker(settings):

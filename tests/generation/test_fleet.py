@@ -140,12 +140,10 @@ def test_two_hosts_share_one_job_and_every_item_ends_once(fleet, latency_server,
                         model_config=api_config(latency_server), actor=None)
     job = job_wait(job)
     assert_every_item_once(job)
-    # no request made twice (when the suite's own workers run too, their sweep cannot see the fleet's heartbeats and
-    # may send a running chunk again: its items are still written once, so only the notes are counted exactly then)
-    assert job.ok >= 36 and len(latency_server.requests) >= job.ok + job.failed
+    assert job.ok >= 36 and len(latency_server.requests) == job.ok + job.failed  # no request made twice
     chunks = chunks_of(job)
     assert chunks.count() == 5  # chunks of four windows of requests in flight (concurrency 2)
-    assert {"host-a", "host-b"} <= hosts_of(chunks)  # both hosts took part
+    assert hosts_of(chunks) == {"host-a", "host-b"}  # both hosts took part
 
 
 def test_a_host_killed_mid_job_leaves_its_chunks_to_the_other(fleet, latency_server, tiny_graph, real_notes):
@@ -166,8 +164,8 @@ def test_a_host_killed_mid_job_leaves_its_chunks_to_the_other(fleet, latency_ser
     assert_every_item_once(job)
     # host-a's running chunk was sent again by the sweep (its boot's heartbeat is gone), and the chunks it had
     # reserved but not begun by the lost-message rule; host-b ran them all
-    assert not any(worker.startswith("host-a@") for worker in chunks.filter(index__in=killed)
-                   .values_list("worker", flat=True))
+    assert set(chunks.filter(index__in=killed).values_list("worker", flat=True)) <= {
+        worker for worker in chunks.values_list("worker", flat=True) if worker.startswith("host-b@")}
     assert chunks.filter(index__in=killed, attempts__gte=1).count() == len(killed)
 
 
@@ -191,5 +189,5 @@ def test_a_host_short_of_memory_never_runs_a_model_that_needs_more(fleet, tiny_g
     fleet.wait_ready("big", "gpu")
     job = job_wait(job)
     assert_every_item_once(job)
-    assert "big" in hosts_of(chunks_of(job)) and "small" not in hosts_of(chunks_of(job))
+    assert hosts_of(chunks_of(job)) == {"big"}
     assert job_waiting_reason(job) is None
