@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -132,6 +134,20 @@ class WorkerPool:
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """The workers stopped (SIGSTOP) for the block, then continued: a fleet of other worker hosts
+        (tests/generation/test_fleet.py) runs on a broker database of its own, whose heartbeats these workers cannot
+        see; running, their sweep would take the fleet's running chunks for a dead worker's and run them too."""
+        groups = [proc.pid for proc in self.procs.values() if proc.poll() is None]
+        for group in groups:
+            os.killpg(group, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for group in groups:
+                os.killpg(group, signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@ hostname, consuming one generation job from one broker (core.chunks). The job's 
 every item ends once, and the chunks of a host killed with SIGKILL are finished by the others with no manual
 Resume; a host short of memory never runs a model that needs more (core.workers).
 
-The hosts use a broker database of their own (the suite's workers, if they run, cannot take the fleet's chunks) and
+The hosts use a broker database of their own, the suite's own workers are paused meanwhile (their sweep cannot see
+the fleet's heartbeats and would take its running chunks for a dead worker's: conftest.WorkerPool.paused), and they
 share the suite's PostgreSQL test database. They are not in network namespaces: a namespace would cut them off from
 the services on 127.0.0.1 unless a bridge with routes were set up, which needs more privileges than CI grants; each
 host reaches the services by URL, as a host on another machine does (docs/deploy.md)."""
@@ -73,7 +74,7 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(settings, django_db_blocker, tmp_path):
+def fleet(settings, django_db_blocker, tmp_path, celery_workers):
     from django.db import connection
 
     parts = urlsplit(os.environ["CELERY_BROKER_URL"])
@@ -84,7 +85,8 @@ def fleet(settings, django_db_blocker, tmp_path):
     redis_client(broker_url).flushdb()
     fleet = Fleet(connection.settings_dict["NAME"], broker_url, tmp_path)
     try:
-        yield fleet
+        with celery_workers.paused():  # the suite's own workers take no part (conftest.WorkerPool.paused)
+            yield fleet
     finally:
         fleet.stop_all()
 

@@ -202,8 +202,6 @@ def test_two_default_hosts_share_one_evaluation_and_store_every_fit_once(fleet, 
     evaluation = test_fleet.job_wait(evaluation, timeout=180)
     assert evaluation.status == JobStatus.DONE, (evaluation.status, evaluation.error)
     assert_every_fit_once(evaluation)
-    # Both hosts fitted. (The suite's own default worker, when an earlier test started it, shares the database but
-    # not the fleet's heartbeats: its sweep takes the fleet's running chunks for a dead worker's and may run some.)
     fitted = {worker.split("@")[0] for worker in evaluation.fits.values_list("worker", flat=True)}
-    assert {"host-a", "host-b"} <= fitted
+    assert fitted == {"host-a", "host-b"}  # both hosts fitted, and no other worker
     assert without_timings(evaluation.result) == one_process_result(evaluation)
