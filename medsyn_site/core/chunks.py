@@ -75,12 +75,12 @@ def inline_identity() -> str:
     return f"{INLINE} {socket.gethostname()}:{os.getpid()}"
 
 
-def _inline_alive(identity: str) -> bool:
-    """Whether the process "inline <hostname>:<pid>" still runs: known on its own host; elsewhere it counts as alive
-    (a worker on another host cannot tell, and must not take the process's chunks)."""
+def _inline_alive(identity: str, *, elsewhere: bool = True) -> bool:
+    """Whether the process "inline <hostname>:<pid>" still runs: known on its own host; elsewhere `elsewhere` (the
+    sweep of a worker on another host cannot tell, and must not take the process's chunks; a Resume must)."""
     host, _colon, pid = identity.partition(" ")[2].rpartition(":")
     if host != socket.gethostname():
-        return True
+        return elsewhere
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -144,8 +144,11 @@ def chunks_dispatch(job: BackgroundJob, *, end: int, size: int, pending: Iterabl
             position = bisect.bisect_right(firsts, unit) - 1
             if position >= 0 and unit < chunks[position].end:
                 wanted.add(position)
+        # A Resume (or a coordinator sent again) takes back a chunk that a command on another host was running: that
+        # command may have died, and nothing else would ever send the chunk again; its units are not done twice.
         to_send = [chunks[position] for position in sorted(wanted)
-                   if not (chunks[position].status == ChunkStatus.RUNNING and worker_alive(chunks[position].worker))]
+                   if not (chunks[position].status == ChunkStatus.RUNNING
+                           and worker_alive(chunks[position].worker, inline_elsewhere=False))]
         now = timezone.now()
         # Chunks this process runs itself are reserved for it (the sweep leaves them while it lives).
         runner = "" if worker_identity() else inline_identity()
@@ -235,16 +238,18 @@ def chunks_finish_if_done(model: type[BackgroundJob], job_id: int) -> bool:
 
 # --- The sweep ------------------------------------------------------------------------------------------------------
 
-def worker_alive(identity: str, client: redis.Redis | None = None, boots: dict[str, str | None] | None = None) -> bool:
+def worker_alive(identity: str, client: redis.Redis | None = None, boots: dict[str, str | None] | None = None, *,
+                 inline_elsewhere: bool = True) -> bool:
     """Whether the worker "<hostname> <boot id>" still runs: its hostname's heartbeat names the same boot. An empty
     identity (no worker) never is; without a heartbeat store to ask (no Redis, or Redis down) every worker counts as
-    alive, so that no work is taken from a worker that may be running it."""
+    alive, so that no work is taken from a worker that may be running it. A process running chunks itself ("inline
+    <hostname>:<pid>") is looked up on its own host; on another, inline_elsewhere is the answer."""
     from .jobs import heartbeat_client, worker_boot_read
 
     if not identity:
         return False
     if identity.startswith(f"{INLINE} "):
-        return _inline_alive(identity)
+        return _inline_alive(identity, elsewhere=inline_elsewhere)
     hostname, _space, boot = identity.partition(" ")
     try:
         client = client or heartbeat_client()

@@ -165,6 +165,14 @@ def test_the_sweep_leaves_the_chunks_a_live_process_runs_itself_and_sends_a_dead
     # run in this process, a chunk is taken by it, whatever the sweep does meanwhile
     chunk_run("generation.generationjob", job.pk, 0)
     assert chunks_of(job).get(index=0).status == ChunkStatus.DONE and chunks_of(job).get(index=0).attempts == 1
+    # a command on another host running a chunk: no sweep takes it, but a Resume does (the command may be dead)
+    chunks_of(job).filter(index=1).update(status=ChunkStatus.RUNNING, worker=elsewhere, attempts=1)
+    published.clear()
+    assert chunks_stalled_requeue(redis_store) == [] and published == []
+    core_chunks.chunks_dispatch(job, end=6, size=3, pending=range(3, 6))
+    job.refresh_from_db()
+    assert chunks_of(job).get(index=1).status == ChunkStatus.DONE and chunks_of(job).get(index=1).attempts == 2
+    assert job.status == JobStatus.DONE  # its last chunk done: the job too
 
 
 def test_queue_length_reads_the_broker(settings):
