@@ -8,33 +8,23 @@ this one sees it during the back-off, and a runner that stopped reporting, with 
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import pytest
 
-from medsyn_site import stack
+from tests.medsyn_site.test_stack_backoff import kill_and_notice, supervised  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def waiting(tmp_path, settings):
+def waiting(supervised, settings):  # noqa: F811 - the imported fixture
     """A supervised `sleep` killed with SIGKILL and noticed: it waits 30 s before its restart; the site reads this
     var directory's supervisor.json."""
-    layout = stack.StackLayout(var=tmp_path / "var")
-    layout.run.mkdir(parents=True)
-    layout.logs.mkdir(parents=True)
-    sleeper = stack.ManagedProcess("sleeper", ["sleep", "60"], dict(os.environ), layout.logs / "sleeper.log")
-    sleeper.start()
-    supervisor = stack.Supervisor(layout, [sleeper], demo=False, backoff=(30, 60))
+    supervisor, sleeper = supervised
     killed = sleeper.pid
-    os.killpg(killed, signal.SIGKILL)
-    sleeper.proc.wait()
-    supervisor.poll()
-    settings.VAR_DIR = layout.var
-    yield layout, killed
-    sleeper.stop(timeout=5)
+    kill_and_notice(supervisor, sleeper)
+    settings.VAR_DIR = supervisor.layout.var
+    return supervisor.layout, killed
 
 
 def _row(page: str) -> str:

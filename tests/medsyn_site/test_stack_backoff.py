@@ -27,7 +27,7 @@ def supervised(tmp_path):
     sleeper.stop(timeout=5)
 
 
-def _kill_and_notice(supervisor: stack.Supervisor, process: stack.ManagedProcess) -> dict:
+def kill_and_notice(supervisor: stack.Supervisor, process: stack.ManagedProcess) -> dict:
     os.killpg(process.pid, signal.SIGKILL)
     process.proc.wait()
     supervisor.poll()
@@ -37,7 +37,7 @@ def _kill_and_notice(supervisor: stack.Supervisor, process: stack.ManagedProcess
 def test_a_dead_process_waits_for_its_backoff_and_up_again_starts_it_at_once(supervised):
     supervisor, sleeper = supervised
     first = sleeper.pid
-    record = _kill_and_notice(supervisor, sleeper)
+    record = kill_and_notice(supervisor, sleeper)
     assert record["state"] == "restarting" and record["pid"] is None and record["restarts"] == 0
     assert record["last_exit"] == "was killed by SIGKILL" and 29 <= record["next_attempt_in_s"] <= 30
 
@@ -50,13 +50,13 @@ def test_a_dead_process_waits_for_its_backoff_and_up_again_starts_it_at_once(sup
     assert record["state"] == "running" and record["restarts"] == 1 and record["pid"] == sleeper.pid != first
     assert stack.pidfile_pid(supervisor.layout.pidfile("sleeper")) == sleeper.pid
 
-    record = _kill_and_notice(supervisor, sleeper)  # again at once: the back-off doubles
+    record = kill_and_notice(supervisor, sleeper)  # again at once: the back-off doubles
     assert 59 <= record["next_attempt_in_s"] <= 60
 
 
 def test_the_backoff_resets_once_the_process_stayed_up(supervised, monkeypatch):
     supervisor, sleeper = supervised
-    _kill_and_notice(supervisor, sleeper)
+    kill_and_notice(supervisor, sleeper)
     supervisor.restart_requested = True
     supervisor.poll()
     assert supervisor.records["sleeper"].failures == 1
@@ -65,6 +65,6 @@ def test_the_backoff_resets_once_the_process_stayed_up(supervised, monkeypatch):
     time.sleep(0.2)
     supervisor.poll()
     assert supervisor.records["sleeper"].failures == 0
-    record = _kill_and_notice(supervisor, sleeper)
+    record = kill_and_notice(supervisor, sleeper)
     assert 29 <= record["next_attempt_in_s"] <= 30
     assert "sleeper (pid" in (supervisor.layout.logs / "supervisor.log").read_text()
