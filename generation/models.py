@@ -193,7 +193,22 @@ class ModelConfig(models.Model):
             raise ValidationError({"model_path": _("A model directory is required for a local backend.")})
 
 
-class GenerationJob(BackgroundJob):
+class OnModelQueue:
+    """A job of a model configuration (model_config) run on that model's queue (jobs.queue_for), in chunks (core.chunks)
+    that only workers able to run the model take (jobs.requirements_for)."""
+
+    def chunk_queue(self) -> str:
+        from .jobs import queue_for
+
+        return queue_for(self.model_config)
+
+    def chunk_requirements(self):
+        from .jobs import requirements_for
+
+        return requirements_for(self.model_config)
+
+
+class GenerationJob(OnModelQueue, BackgroundJob):
     """One planned batch of generation tasks run by Celery; parameters hold everything needed to rebuild the plan.
 
     progress_total is the plan size (planned) and progress_done the items with an outcome (ok + failed + skipped):
@@ -226,22 +241,11 @@ class GenerationJob(BackgroundJob):
     def task_send(self) -> None:
         from medsyn_site.core.jobs import task_send
 
-        from .jobs import queue_for
         from .tasks import run_generation_job
 
-        task_send(run_generation_job, args=[self.pk], queue=queue_for(self.model_config))
+        task_send(run_generation_job, args=[self.pk], queue=self.chunk_queue())
 
     # A chunked job (core.chunks): its items are shared out in chunks over the workers of its queue.
-    def chunk_queue(self) -> str:
-        from .jobs import queue_for
-
-        return queue_for(self.model_config)
-
-    def chunk_requirements(self):
-        from .jobs import requirements_for
-
-        return requirements_for(self.model_config)
-
     def chunk_execute(self, chunk) -> bool:
         from .jobs import job_chunk_execute
 
@@ -342,7 +346,7 @@ class SymptomProposal(models.Model):
         return len(self.note_ids)
 
 
-class SymptomExtractionJob(BackgroundJob):
+class SymptomExtractionJob(OnModelQueue, BackgroundJob):
     """An LLM reads real notes of some ICD-10 categories and lists their symptoms (enrichment.py), in chunks of notes on
     its model's worker queue (core.chunks). note_ids: the notes to read, chosen when its task first runs (their
     positions are the units of its chunks, so a chunk sent again reads the same notes); notes_read: those read so far,
@@ -365,22 +369,11 @@ class SymptomExtractionJob(BackgroundJob):
     def task_send(self) -> None:
         from medsyn_site.core.jobs import task_send
 
-        from .jobs import queue_for
         from .tasks import run_symptom_extraction
 
-        task_send(run_symptom_extraction, args=[self.pk], queue=queue_for(self.model_config))
+        task_send(run_symptom_extraction, args=[self.pk], queue=self.chunk_queue())
 
     # A chunked job (core.chunks): its notes are shared out in chunks over the workers of its model's queue.
-    def chunk_queue(self) -> str:
-        from .jobs import queue_for
-
-        return queue_for(self.model_config)
-
-    def chunk_requirements(self):
-        from .jobs import requirements_for
-
-        return requirements_for(self.model_config)
-
     def chunk_execute(self, chunk) -> bool:
         from .enrichment import extraction_chunk_execute
 
