@@ -143,10 +143,8 @@ def test_each_note_s_proposals_are_committed_as_it_is_read(serial_config, openai
     assert (job.status, job.proposals_new) == ("done", 3)
 
 
-def test_cancel_stops_the_running_extraction_after_the_note_being_read(serial_config, openai_server, real_notes,
-                                                                        monkeypatch):
-    monkeypatch.setattr(jobs, "PROGRESS_INTERVAL_SECONDS", 0)  # the watch checks after every note
-    openai_server.replies.extend(["кашель", "чихание", "осиплость голоса"])
+def cancel_after_the_first_note(monkeypatch) -> None:
+    """The extraction is cancelled as soon as its first note's proposals are committed."""
     record = enrichment.note_read_record
 
     def cancel_after_the_first(job, note, result):
@@ -155,6 +153,13 @@ def test_cancel_stops_the_running_extraction_after_the_note_being_read(serial_co
         return created
 
     monkeypatch.setattr(enrichment, "note_read_record", cancel_after_the_first)
+
+
+def test_cancel_stops_the_running_extraction_after_the_note_being_read(serial_config, openai_server, real_notes,
+                                                                        monkeypatch):
+    monkeypatch.setattr(jobs, "PROGRESS_INTERVAL_SECONDS", 0)  # the watch checks after every note
+    openai_server.replies.extend(["кашель", "чихание", "осиплость голоса"])
+    cancel_after_the_first_note(monkeypatch)
     job = extract(serial_config, ["J06"], 3)
     assert (job.status, job.progress_done, len(job.notes_read)) == ("cancelled", 1, 1)
     assert len(openai_server.requests) == 1  # the other two notes of the batch were never sent

@@ -8,7 +8,6 @@ import pytest
 
 from generation.backends.base import GenerationResult
 from generation.enrichment import (
-    do_cancel_symptom_extraction,
     do_start_symptom_extraction,
     extraction_chunk_execute,
     note_read_record,
@@ -20,6 +19,7 @@ from medsyn_site.core.models import JobChunk, JobStatus
 from medsyn_site.core.workers import Requirements
 from tests.generation import test_fleet
 from tests.generation.factories import NoteFactory
+from tests.generation.test_enrichment import cancel_after_the_first_note
 
 LABEL = "generation.symptomextractionjob"
 
@@ -82,16 +82,7 @@ def test_the_notes_chosen_first_stay_the_units_of_the_chunks(api_config, openai_
 
 
 def test_a_cancel_leaves_the_other_chunks_unread(api_config, openai_server, real_notes, monkeypatch):
-    from generation import enrichment
-
-    record = enrichment.note_read_record
-
-    def cancel_after_the_first(job, note, result):
-        created = record(job, note, result)
-        do_cancel_symptom_extraction(job=job, actor=None)
-        return created
-
-    monkeypatch.setattr(enrichment, "note_read_record", cancel_after_the_first)
+    cancel_after_the_first_note(monkeypatch)
     job = start(api_config)
     symptom_extraction_execute(job.pk)
     job.refresh_from_db()
